@@ -1,0 +1,111 @@
+"""The ``coredump-agent`` command line.
+
+Exit status: 0 success; 2 bad input or a bad config value; 3 GDB timeout;
+4 a tool or service the command needs is missing or failed; 1 anything else.
+Errors are one line on stderr (and ``{"error": ...}`` on stdout with --json),
+never a traceback. Heavy imports happen inside the subcommand that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from coredumps.errors import AnalysisTimeoutError, BadInputError, ConfigError, CoredumpError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+EXIT_TIMEOUT = 3
+EXIT_UNAVAILABLE = 4
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _exit_code(exc: BaseException) -> int:
+    if isinstance(exc, (BadInputError, ConfigError)):
+        return EXIT_BAD_INPUT
+    if isinstance(exc, AnalysisTimeoutError):
+        return EXIT_TIMEOUT
+    if isinstance(exc, CoredumpError):
+        return EXIT_UNAVAILABLE
+    return EXIT_FAILURE
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from coredump_agent.commands import analyze
+
+    parser = sub.add_parser(
+        "analyze",
+        help="Analyse one coredump with GDB and print its diagnosis and value score.",
+        description=(
+            "Analyse one coredump (raw, or systemd-coredump's .zst, .lz4 or .xz) with GDB: signal, crash reason, "
+            "frames, threads, registers, libraries, crash signature and the value score with its breakdown."
+        ),
+    )
+    parser.add_argument("core", help="path of the core file")
+    parser.add_argument("--exe", help="the crashed program's executable, for symbols (default: found from the core)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.set_defaults(handler=analyze.run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coredump-agent",
+        description="Catch, analyse, score and store the coredumps of crashed Milvus processes.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $COREDUMP_AGENT_CONFIG, else configs/config.yaml when present, else built-ins)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_analyze(sub)
+    from coredump_agent.commands import demo
+
+    demo.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for ours in ("coredumps", "coredump_agent", "flows", "tasks", "node_sensor"):
+        logging.getLogger(ours).setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("coredump-agent: interrupted\n")
+        return 130
+    except CoredumpError as exc:
+        message = str(exc)
+        if getattr(args, "json", False):
+            emit_json({"error": message, "kind": type(exc).__name__})
+        sys.stderr.write(f"coredump-agent: error: {message}\n")
+        return _exit_code(exc)
+    except Exception as exc:  # a bug: one line for the user, the traceback with -v
+        logging.getLogger("coredump_agent").debug("unexpected error", exc_info=True)
+        message = f"unexpected {type(exc).__name__}: {exc} (run with -v for details)"
+        if getattr(args, "json", False):
+            emit_json({"error": message, "kind": "InternalError"})
+        sys.stderr.write(f"coredump-agent: error: {message}\n")
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

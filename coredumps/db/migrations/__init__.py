@@ -1,0 +1,1 @@
+"""Alembic migrations of the coredump database; run them with ``coredumps.db.upgrade``."""

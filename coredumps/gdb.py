@@ -1,0 +1,211 @@
+"""GDB driven over its machine interface (MI3), records parsed by pygdbmi.
+
+GDB runs with ``-nx`` (no init files), auto-loading of scripts off, debuginfod
+off unless servers are configured, an address-space limit, no core dumps of
+its own, in a fresh session so that the whole process group can be killed.
+One deadline covers the whole run: when it passes, GDB is killed and
+``AnalysisTimeoutError`` is raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pygdbmi.gdbmiparser import parse_response
+
+from coredumps.errors import AnalysisTimeoutError, CoredumpError
+
+READ_CHUNK = 1 << 16
+
+
+class GdbError(CoredumpError):
+    """GDB could not be started or stopped answering."""
+
+
+@dataclass
+class MIResult:
+    """One command's result record and the stream output that came with it."""
+
+    command: str
+    message: str
+    payload: dict[str, Any]
+    console: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.message in ("done", "connected", "running", "exit")
+
+    @property
+    def error(self) -> str:
+        return str(self.payload.get("msg", "")) if not self.ok else ""
+
+
+def quote(arg: str) -> str:
+    """Quote an MI command argument (paths with spaces, quotes or backslashes)."""
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class GdbSession:
+    """A running GDB in MI mode. Use as a context manager; it is always killed at the end."""
+
+    def __init__(
+        self,
+        gdb_path: str = "gdb",
+        *,
+        timeout: float = 300.0,
+        memory_limit: int = 0,
+        debuginfod_urls: Sequence[str] = (),
+    ) -> None:
+        resolved = shutil.which(gdb_path)
+        if resolved is None:
+            raise GdbError(f"GDB was not found at '{gdb_path}'; install gdb or set analyzer.gdbPath")
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self._buffer = b""
+        self._token = 0
+        self._workdir = tempfile.mkdtemp(prefix="gdb-")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DEBUGINFOD_", "GDB"))}
+        env.update({"HOME": self._workdir, "LC_ALL": "C.UTF-8", "TERM": "dumb"})
+        if debuginfod_urls:
+            env["DEBUGINFOD_URLS"] = " ".join(debuginfod_urls)
+            env["DEBUGINFOD_CACHE_PATH"] = os.path.join(self._workdir, "debuginfod")
+
+        def limit() -> None:  # runs in the child before exec
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            if memory_limit > 0:
+                resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+        try:
+            self.proc = subprocess.Popen(
+                [resolved, "--interpreter=mi3", "-nx", "-q"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                cwd=self._workdir,
+                env=env,
+                preexec_fn=limit,  # noqa: PLW1509 - no threads hold locks the child needs
+                start_new_session=True,
+            )
+        except OSError as exc:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            raise GdbError(f"GDB could not be started: {exc.strerror or exc}") from exc
+        settings = [
+            "-gdb-set pagination off",
+            "-gdb-set confirm off",
+            "-gdb-set width 0",
+            "-gdb-set height 0",
+            "-gdb-set auto-load off",
+            "-gdb-set print pretty off",
+            "-gdb-set print elements 400",
+            "-gdb-set max-value-size 1048576",
+            f"-gdb-set debuginfod enabled {'on' if debuginfod_urls else 'off'}",
+        ]
+        self.run(settings)
+
+    def __enter__(self) -> GdbSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self.proc.wait()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def safe_path(self, path: str, name: str) -> str:
+        """A symlink to ``path`` under a plain name, for commands that cannot take quoted paths."""
+        link = os.path.join(self._workdir, name)
+        os.symlink(os.path.abspath(path), link)
+        return link
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def _timeout(self) -> AnalysisTimeoutError:
+        self.close()
+        return AnalysisTimeoutError(
+            f"GDB did not finish within analyzer.gdbTimeout ({self.timeout:g}s) and was killed;"
+            " raise the timeout for very large cores"
+        )
+
+    def _read_line(self) -> str:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = self.remaining()
+            if left <= 0:
+                raise self._timeout()
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                raise self._timeout()
+            chunk = os.read(fd, READ_CHUNK)
+            if not chunk:
+                code = self.proc.poll()
+                raise GdbError(
+                    "GDB exited unexpectedly"
+                    + (f" (status {code}); the analyzer.gdbMemoryLimit may be too low" if code else "")
+                )
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode("utf-8", "replace").rstrip("\r")
+
+    def run(self, commands: Sequence[str]) -> list[MIResult]:
+        """Send the commands at once and collect each one's result, in order."""
+        if not commands:
+            return []
+        assert self.proc.stdin is not None
+        first = self._token + 1
+        lines = []
+        for command in commands:
+            self._token += 1
+            lines.append(f"{self._token}{command}\n")
+        try:
+            self.proc.stdin.write("".join(lines).encode())
+            self.proc.stdin.flush()
+        except BrokenPipeError as exc:
+            raise GdbError("GDB exited unexpectedly while receiving commands") from exc
+        results: list[MIResult] = []
+        console: list[str] = []
+        log: list[str] = []
+        while len(results) < len(commands):
+            line = self._read_line()
+            if not line or line.startswith("(gdb)"):
+                continue
+            record = parse_response(line)
+            kind = record.get("type")
+            if kind == "console":
+                console.append(str(record.get("payload") or ""))
+            elif kind == "log":
+                log.append(str(record.get("payload") or ""))
+            elif kind == "result":
+                token = record.get("token")
+                if token is None or token < first:
+                    continue
+                payload = record.get("payload") or {}
+                results.append(
+                    MIResult(commands[token - first], str(record.get("message")), payload, console, log)
+                )
+                console, log = [], []
+        return results
+
+    def one(self, command: str) -> MIResult:
+        return self.run([command])[0]
