@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,9 +35,50 @@ def crash_cores(tmp_path_factory: pytest.TempPathFactory) -> CoreFactory:
     return make
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-            **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(  # type: ignore[call-overload, no-any-return]  # noqa: PLW1510
         [*CLI, *args], capture_output=True, text=True, env=full_env, cwd=cwd or REPO, timeout=600, **kwargs
     )
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real temporary Prefect server for the session; yields its API URL."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    os.environ["PREFECT_HOME"] = str(home)
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture
+def agent_config(tmp_path: Path) -> Callable[..., Path]:
+    """write(**sections) -> a config file for one test: its own data folder and local storage."""
+
+    def write(extra: str = "") -> Path:
+        data = tmp_path / "data"
+        text = f"agent:\n  dataDir: {data}\n  nodeName: test-node\nstorage:\n  localPath: {data / 'coredumps'}\n"
+        path = tmp_path / "config.yaml"
+        merged = _merge_yaml(text, extra)
+        path.write_text(merged)
+        return path
+
+    return write
+
+
+def _merge_yaml(base: str, extra: str) -> str:
+    import yaml
+
+    merged: dict[str, Any] = yaml.safe_load(base)
+    for section, values in (yaml.safe_load(extra) or {}).items():
+        if isinstance(values, dict):
+            merged.setdefault(section, {}).update(values)
+        else:
+            merged[section] = values
+    return str(yaml.safe_dump(merged))

@@ -9,8 +9,18 @@ from coredumps.units import format_size, parse_duration, parse_size
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("7d", 604800), ("250ms", 0.25), ("90", 90),
-     (45, 45), ("2w", 1209600), (" 10s ", 10)],
+    [
+        ("30s", 30),
+        ("5m", 300),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("7d", 604800),
+        ("250ms", 0.25),
+        ("90", 90),
+        (45, 45),
+        ("2w", 1209600),
+        (" 10s ", 10),
+    ],
 )
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
@@ -24,8 +34,17 @@ def test_bad_durations_are_refused(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("2GB", 2 * 10**9), ("512MiB", 512 * 2**20), ("100MB", 10**8), ("1.5GB", 15 * 10**8), ("4096", 4096),
-     ("16KiB", 16384), ("1TB", 10**12), ("10 mb", 10**7), (1024, 1024)],
+    [
+        ("2GB", 2 * 10**9),
+        ("512MiB", 512 * 2**20),
+        ("100MB", 10**8),
+        ("1.5GB", 15 * 10**8),
+        ("4096", 4096),
+        ("16KiB", 16384),
+        ("1TB", 10**12),
+        ("10 mb", 10**7),
+        (1024, 1024),
+    ],
 )
 def test_sizes(text: str | int, size: int) -> None:
     assert parse_size(text) == size

@@ -18,9 +18,24 @@ def test_json_result_has_every_documented_field(crash_cores: CoreFactory) -> Non
     result = run_cli("analyze", str(core), "--exe", str(exe), "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    for key in ("executable", "pid", "signal", "si_code", "fault_address", "crash_reason", "thread_count",
-                "crashing_thread", "frames", "threads", "stack_trace", "registers", "libraries", "is_panic",
-                "signature", "score"):
+    for key in (
+        "executable",
+        "pid",
+        "signal",
+        "si_code",
+        "fault_address",
+        "crash_reason",
+        "thread_count",
+        "crashing_thread",
+        "frames",
+        "threads",
+        "stack_trace",
+        "registers",
+        "libraries",
+        "is_panic",
+        "signature",
+        "score",
+    ):
         assert key in data, key
     assert data["signal"] == {"number": 11, "name": "SIGSEGV"}
     assert set(data["frames"][0]) == {"index", "function", "file", "line", "library", "address"}
@@ -91,7 +106,11 @@ def test_unreadable_core_is_bad_input(tmp_path: Path, crash_cores: CoreFactory) 
     drop = "-dac_override,-dac_read_search"
     result = subprocess.run(
         ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *CLI, "analyze", str(target)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 2
     assert "permission denied" in result.stderr and "Traceback" not in result.stderr

@@ -10,9 +10,17 @@ from coredumps.config import AnalyzerConfig, ScoringConfig
 from coredumps.scoring import DIMENSIONS, ScoreInput, breakdown_line, score
 
 CFG = AnalyzerConfig()
-EMPTY = ScoreInput(crash_reason="unknown: the core records no signal", reason_known=False, stack_trace="",
-                   thread_count=1, signal_number=0, file_size=1000, age_seconds=7200, pod_known=False,
-                   instance_known=False)
+EMPTY = ScoreInput(
+    crash_reason="unknown: the core records no signal",
+    reason_known=False,
+    stack_trace="",
+    thread_count=1,
+    signal_number=0,
+    file_size=1000,
+    age_seconds=7200,
+    pod_known=False,
+    instance_known=False,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,8 +58,17 @@ def test_unknown_reason_earns_nothing_but_base() -> None:
 
 
 def test_everything_is_capped_at_ten_and_breakdown_adds_up_before_the_cap() -> None:
-    full = ScoreInput(crash_reason="SIGSEGV panic", reason_known=True, stack_trace="x" * 500, thread_count=8,
-                      signal_number=11, file_size=10**9, age_seconds=10, pod_known=True, instance_known=True)
+    full = ScoreInput(
+        crash_reason="SIGSEGV panic",
+        reason_known=True,
+        stack_trace="x" * 500,
+        thread_count=8,
+        signal_number=11,
+        file_size=10**9,
+        age_seconds=10,
+        pod_known=True,
+        instance_known=True,
+    )
     result = score(full, CFG)
     assert sum(result.breakdown.values()) == pytest.approx(12.0)
     assert result.total == 10.0
@@ -64,8 +81,12 @@ def test_weights_come_from_config() -> None:
 
 
 def test_breakdown_line_in_english_and_in_the_original_chinese_form() -> None:
-    result = score(dataclasses.replace(EMPTY, reason_known=True, crash_reason="SIGSEGV", stack_trace="x" * 200,
-                                       pod_known=True, instance_known=True), CFG)
+    result = score(
+        dataclasses.replace(
+            EMPTY, reason_known=True, crash_reason="SIGSEGV", stack_trace="x" * 200, pod_known=True, instance_known=True
+        ),
+        CFG,
+    )
     assert breakdown_line(result, "/c", "en") == (
         "Score breakdown [/c]: base: 4.0, crash reason: +2.0, panic keyword: +1.0, stack trace: +1.5, "
         "pod association: +1.0 -> total: 9.50"

@@ -23,7 +23,10 @@ def frames(*names: str | None, library: str | None = None) -> list[Frame]:
         ("milvus::Seg::Load(milvus::FieldId) [clone .cold]", "milvus::Seg::Load"),
         ("main.(*Server).handle", "main.(*Server).handle"),
         ("(anonymous namespace)::bar(char const*)", "{anonymous}::bar"),
-        ("std::__cxx11::basic_string<char>::_M_create[abi:cxx11](unsigned long&)", "std::__cxx11::basic_string<T>::_M_create"),
+        (
+            "std::__cxx11::basic_string<char>::_M_create[abi:cxx11](unsigned long&)",
+            "std::__cxx11::basic_string<T>::_M_create",
+        ),
         ("__GI___assert_fail", "__assert_fail"),
         ("memcpy@plt", "memcpy"),
     ],
@@ -37,21 +40,44 @@ def test_unknown_function_is_named_by_its_library() -> None:
 
 
 def test_plumbing_of_abort_and_signals_is_skipped() -> None:
-    stack = frames("__pthread_kill_implementation", "__pthread_kill_internal", "__GI_raise", "__GI_abort",
-                   "__assert_fail_base", "__GI___assert_fail", "check", "main", "__libc_start_call_main")
+    stack = frames(
+        "__pthread_kill_implementation",
+        "__pthread_kill_internal",
+        "__GI_raise",
+        "__GI_abort",
+        "__assert_fail_base",
+        "__GI___assert_fail",
+        "check",
+        "main",
+        "__libc_start_call_main",
+    )
     assert meaningful_frames(stack) == ["check", "main"]
 
 
 def test_cxx_terminate_and_unknown_runtime_frames_are_skipped() -> None:
-    stack = frames("__pthread_kill_implementation", "raise", "abort", None, "std::terminate()", "__cxa_throw",
-                   "milvus::load(int)", "main")
+    stack = frames(
+        "__pthread_kill_implementation",
+        "raise",
+        "abort",
+        None,
+        "std::terminate()",
+        "__cxa_throw",
+        "milvus::load(int)",
+        "main",
+    )
     stack[3] = Frame(3, None, None, None, "/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "0x1")
     assert meaningful_frames(stack) == ["milvus::load", "main"]
 
 
 def test_go_runtime_panic_frames_are_skipped() -> None:
-    stack = frames("runtime.raise", "runtime.dieFromSignal", "runtime.fatalpanic", "runtime.gopanic",
-                   "github.com/milvus-io/milvus/internal/querynodev2.(*QueryNode).Search", "runtime.goexit")
+    stack = frames(
+        "runtime.raise",
+        "runtime.dieFromSignal",
+        "runtime.fatalpanic",
+        "runtime.gopanic",
+        "github.com/milvus-io/milvus/internal/querynodev2.(*QueryNode).Search",
+        "runtime.goexit",
+    )
     assert meaningful_frames(stack) == ["github.com/milvus-io/milvus/internal/querynodev2.(*QueryNode).Search"]
 
 

@@ -1,0 +1,45 @@
+"""Retention tasks: list what is stored, plan, delete with retries, record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from coredumps import records
+from coredumps.config import Config
+from coredumps.records import Sessions
+from coredumps.retention import Deletion, StoredCopy, plan_retention
+from coredumps.storage import Storage
+from tasks.policies import transient_only
+
+
+@task(name="list-stored", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 8, 30],
+      retry_condition_fn=transient_only)
+def list_stored(storage: Storage, sessions: Sessions) -> list[StoredCopy]:
+    known = records.stored_rows(sessions)
+    copies = []
+    for obj in storage.list_objects():
+        row = known.get(obj.location)
+        copies.append(StoredCopy(
+            location=obj.location, instance=obj.instance, size=obj.size, stored_at=obj.modified,
+            score=row.score if row else 0.0, group_best=row.group_best if row else False,
+            coredump_id=row.coredump_id if row else None,
+        ))
+    return copies
+
+
+@task(name="plan-retention", cache_policy=NO_CACHE)
+def plan(copies: list[StoredCopy], cfg: Config) -> list[Deletion]:
+    return plan_retention(copies, cfg.storage, datetime.now(tz=UTC))
+
+
+@task(name="delete-stored", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 8, 30],
+      retry_jitter_factor=0.5, retry_condition_fn=transient_only)
+def delete(storage: Storage, sessions: Sessions, deletion: Deletion, dry_run: bool) -> None:
+    copy = deletion.copy
+    if not dry_run:
+        storage.delete(copy.location)
+    records.record_deletion(sessions, copy.location, copy.coredump_id, backend=storage.backend,
+                            status="dry-run" if dry_run else "ok", reason=deletion.reason, size=copy.size)

@@ -1,0 +1,296 @@
+"""Local and NFS backends on a real file system."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import subprocess
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lz4.frame
+import pytest
+import zstandard
+
+from coredumps.config import StorageConfig
+from coredumps.errors import BadInputError, ConfigError, StorageRejectedError, StorageUnavailableError
+from coredumps.inputs import open_decompressed
+from coredumps.storage import LocalStorage, NfsStorage, StoreRequest, make_storage
+
+MOMENT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
+ANALYSIS = {"signal": "SIGSEGV", "score": 8.5, "frames": ["a", "b"]}
+
+
+def request(
+    source: Path, pod: str | None = "querynode-0", container: str | None = "querynode", **kw: Any
+) -> StoreRequest:
+    return StoreRequest(
+        source=source,
+        instance=kw.pop("instance", "milvus-a"),
+        timestamp=kw.pop("timestamp", MOMENT),
+        pod_name=pod,
+        container_name=container,
+        sidecar=kw.pop("sidecar", ANALYSIS),
+    )
+
+
+def plain_bytes(path: Path) -> bytes:
+    if path.suffix == ".gz":
+        return gzip.decompress(path.read_bytes())
+    with open_decompressed(path) as reader:
+        return reader.read()
+
+
+def all_files(root: Path) -> list[Path]:
+    return sorted(path for path in root.rglob("*") if path.is_file())
+
+
+@pytest.fixture(params=["local", "nfs"])
+def storage_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., LocalStorage]:
+    root = tmp_path / "store"
+
+    def make(**options: Any) -> LocalStorage:
+        if request.param == "nfs":
+            root.mkdir(exist_ok=True)
+            return NfsStorage(root, **options)
+        return LocalStorage(root, **options)
+
+    return make
+
+
+def test_round_trip_stores_a_verified_zstd_copy(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path]
+) -> None:
+    source = make_core()
+    stored = storage_factory().store(request(source))
+    path = Path(stored.location)
+    assert path.name == "20250304T050607Z_querynode-0_querynode.core.zst"
+    assert path.parent.name == "milvus-a"
+    assert stored.size == path.stat().st_size < source.stat().st_size
+    assert stored.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (stored.compression, stored.reused) == ("zstd", False)
+    assert plain_bytes(path) == source.read_bytes()
+
+
+def test_stored_files_are_not_world_readable(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path]
+) -> None:
+    stored = storage_factory().store(request(make_core()))
+    for location in (stored.location, stored.sidecar_location):
+        assert os.stat(location).st_mode & 0o007 == 0
+
+
+def test_sidecar_holds_the_analysis_and_the_record(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path]
+) -> None:
+    source = make_core()
+    stored = storage_factory().store(request(source))
+    document = json.loads(Path(stored.sidecar_location).read_text())
+    assert Path(stored.sidecar_location).name == "20250304T050607Z_querynode-0_querynode.json"
+    assert document["analysis"] == ANALYSIS
+    assert document["stored"]["sha256"] == stored.sha256
+    assert document["stored"]["size"] == stored.size
+    assert document["stored"]["source_size"] == source.stat().st_size
+
+
+@pytest.mark.parametrize(
+    "pod", ["../../etc", "../../../../tmp/evil", "pod name with spaces", "line\nbreak", "ünïcødé-pød", "..", "/"]
+)
+def test_hostile_pod_names_stay_inside_the_instance_folder(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path], tmp_path: Path, pod: str
+) -> None:
+    storage = storage_factory()
+    stored = storage.store(request(make_core(64 * 1024), pod=pod, container=pod, instance="../" + pod))
+    path = Path(stored.location)
+    assert path.parent.parent == storage.root
+    assert Path(stored.sidecar_location).parent == path.parent
+    assert not path.parent.name.startswith(".")
+    assert all(file.is_relative_to(storage.root) for file in all_files(tmp_path) if file.suffix in (".zst", ".json"))
+
+
+def test_empty_instance_goes_to_unknown(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path]
+) -> None:
+    stored = storage_factory().store(request(make_core(), instance="", pod=None, container=None))
+    path = Path(stored.location)
+    assert path.parent.name == "unknown"
+    assert path.name == "20250304T050607Z_unknown_unknown.core.zst"
+
+
+def test_storing_twice_reuses_the_first_copy(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path]
+) -> None:
+    storage = storage_factory()
+    source = make_core()
+    first = storage.store(request(source))
+    mtime = os.stat(first.location).st_mtime_ns
+    second = storage.store(request(source))
+    assert second.reused
+    assert (second.location, second.size, second.sha256) == (first.location, first.size, first.sha256)
+    assert os.stat(first.location).st_mtime_ns == mtime
+    assert len(list(storage.list_objects())) == 1
+    assert len(all_files(storage.root)) == 2
+
+
+def test_a_different_core_with_the_same_name_is_kept_apart(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path]
+) -> None:
+    storage = storage_factory()
+    first = storage.store(request(make_core(2**20, name="one")))
+    other = storage.store(request(make_core(2**20 + 4096, name="two", seed=9)))
+    assert not other.reused
+    assert Path(other.location).name == "20250304T050607Z_querynode-0_querynode-2.core.zst"
+    assert {info.location for info in storage.list_objects()} == {first.location, other.location}
+
+
+def test_a_copy_without_its_sidecar_is_rewritten(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path]
+) -> None:
+    storage = storage_factory()
+    source = make_core()
+    first = storage.store(request(source))
+    Path(first.sidecar_location).unlink()
+    Path(first.location).write_bytes(b"half a file")
+    again = storage.store(request(source))
+    assert not again.reused
+    assert again.location == first.location
+    assert plain_bytes(Path(again.location)) == source.read_bytes()
+
+
+@pytest.mark.parametrize(("method", "suffix"), [("gzip", ".core.gz"), ("none", ".core")])
+def test_gzip_and_uncompressed_methods(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path], method: str, suffix: str
+) -> None:
+    source = make_core()
+    stored = storage_factory(compression=method).store(request(source))
+    assert stored.location.endswith(suffix)
+    assert stored.compression == method
+    assert plain_bytes(Path(stored.location)) == source.read_bytes()
+
+
+def test_zst_input_is_stored_byte_identical(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path], tmp_path: Path
+) -> None:
+    source = make_core()
+    packed = tmp_path / "core.systemd.zst"
+    subprocess.run(["zstd", "-q", "-3", str(source), "-o", str(packed)], check=True)
+    stored = storage_factory().store(request(packed))
+    assert Path(stored.location).read_bytes() == packed.read_bytes()
+    assert stored.sha256 == hashlib.sha256(packed.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["xz", "lz4"])
+def test_xz_and_lz4_inputs_are_recompressed_to_zstd(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path], tmp_path: Path, kind: str
+) -> None:
+    raw = make_core().read_bytes()
+    packed = tmp_path / f"core.{kind}"
+    packed.write_bytes(lzma.compress(raw) if kind == "xz" else lz4.frame.compress(raw))
+    stored = storage_factory().store(request(packed))
+    data = Path(stored.location).read_bytes()
+    assert data[:4] == b"\x28\xb5\x2f\xfd"
+    assert zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True).read() == raw
+
+
+def test_list_and_delete(storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path]) -> None:
+    storage = storage_factory()
+    source = make_core()
+    a = storage.store(request(source, instance="a"))
+    b = storage.store(request(source, instance="b"))
+    listed = {info.location: info for info in storage.list_objects()}
+    assert set(listed) == {a.location, b.location}
+    assert listed[a.location].instance == "a"
+    assert listed[a.location].size == a.size
+    assert listed[a.location].modified.tzinfo is not None
+    storage.delete(a.location)
+    storage.delete(a.location)
+    assert not Path(a.sidecar_location).exists()
+    assert [info.location for info in storage.list_objects()] == [b.location]
+
+
+def test_delete_refuses_paths_outside_the_store(storage_factory: Callable[..., LocalStorage], tmp_path: Path) -> None:
+    victim = tmp_path / "victim.core.zst"
+    victim.write_bytes(b"x")
+    storage = storage_factory()
+    with pytest.raises(StorageRejectedError, match="not a stored core"):
+        storage.delete(str(victim))
+    with pytest.raises(StorageRejectedError, match="not a stored core"):
+        storage.delete(str(storage.root / "a" / ".." / ".." / "victim.core.zst"))
+    assert victim.exists()
+
+
+def test_missing_source_is_bad_input(storage_factory: Callable[..., LocalStorage], tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="no such file"):
+        storage_factory().store(request(tmp_path / "gone"))
+
+
+def test_failed_rename_leaves_no_temporary_file(make_core: Callable[..., Path], tmp_path: Path) -> None:
+    root = tmp_path / "nfs"
+    root.mkdir()
+    storage = NfsStorage(root)
+    source = make_core()
+    blocker = root / "milvus-a" / "20250304T050607Z_querynode-0_querynode.core.zst"
+    blocker.mkdir(parents=True)
+    with pytest.raises(StorageRejectedError, match="cannot write"):
+        storage.store(request(source))
+    assert [path.name for path in (root / "milvus-a").iterdir()] == [blocker.name]
+    assert blocker.is_dir()
+    assert list(blocker.iterdir()) == []
+
+
+def test_nfs_never_creates_a_missing_mount(make_core: Callable[..., Path], tmp_path: Path) -> None:
+    storage = NfsStorage(tmp_path / "not-mounted")
+    with pytest.raises(StorageUnavailableError, match="is the share mounted"):
+        storage.store(request(make_core()))
+    assert not (tmp_path / "not-mounted").exists()
+
+
+def test_without_fsync_the_store_still_verifies(make_core: Callable[..., Path], tmp_path: Path) -> None:
+    source = make_core()
+    stored = LocalStorage(tmp_path / "store", fsync=False).store(request(source))
+    assert plain_bytes(Path(stored.location)) == source.read_bytes()
+
+
+def test_unserialisable_analysis_values_are_written_as_text(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path]
+) -> None:
+    stored = storage_factory().store(request(make_core(), sidecar={"when": MOMENT, "path": Path("/x")}))
+    document = json.loads(Path(stored.sidecar_location).read_text())
+    assert document["analysis"] == {"when": str(MOMENT), "path": "/x"}
+
+
+def test_describe_names_the_backend(storage_factory: Callable[..., LocalStorage]) -> None:
+    storage = storage_factory()
+    assert storage.describe("/x/y.core.zst").startswith("/x/y.core.zst (")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"backend": "local", "localPath": " "}, "storage.localPath"),
+        ({"backend": "nfs"}, "storage.nfsPath"),
+        ({"backend": "s3"}, "storage.s3.bucket"),
+        ({"backend": "s3", "s3": {"bucket": "Bad_Bucket"}}, "storage.s3.bucket"),
+        ({"backend": "s3", "s3": {"bucket": "cores", "endpoint": "minio:9000"}}, "storage.s3.endpoint"),
+        ({"backend": "s3", "s3": {"bucket": "cores", "multipartChunkSize": "1MiB"}}, "storage.s3.multipartChunkSize"),
+        ({"backend": "s3", "s3": {"bucket": "cores", "prefix": "a/../b"}}, "storage.s3.prefix"),
+    ],
+)
+def test_make_storage_rejects_bad_settings(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        make_storage(StorageConfig.model_validate(settings))
+
+
+def test_make_storage_builds_the_configured_backend(tmp_path: Path) -> None:
+    local = make_storage(StorageConfig.model_validate({"localPath": str(tmp_path), "compressionEnabled": False}))
+    assert isinstance(local, LocalStorage)
+    assert (local.backend, local.compression) == ("local", "none")
+    nfs = make_storage(
+        StorageConfig.model_validate({"backend": "nfs", "nfsPath": str(tmp_path), "compression": "gzip"})
+    )
+    assert (nfs.backend, nfs.compression) == ("nfs", "gzip")
