@@ -54,6 +54,11 @@ def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     parser.add_argument("core", help="path of the core file")
     parser.add_argument("--exe", help="the crashed program's executable, for symbols (default: found from the core)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument(
+        "--ai", action="store_true",
+        help="also ask the configured LLM (analyzer.aiAnalysis, key from the environment) for a root-cause "
+        "write-up, within the hourly and monthly budget",
+    )
     parser.set_defaults(handler=analyze.run)
 
 

@@ -39,6 +39,7 @@ def render_report(
     threshold: float,
     ai_note: str | None = None,
 ) -> str:
+    """``ai_note`` is markdown already escaped by its producer."""
     lines = [f"# Coredump {escape(file_name)}", ""]
     pod = f"{corr.pod_namespace}/{corr.pod_name}" if corr.pod_name else "unknown"
     lines += [
@@ -75,5 +76,5 @@ def render_report(
         if d.warnings:
             lines += ["", "## Warnings", ""] + [f"- {escape(w)}" for w in d.warnings]
     if ai_note:
-        lines += ["", "## AI analysis", "", escape(ai_note)]
+        lines += ["", "## AI analysis", "", ai_note]
     return "\n".join(lines) + "\n"

@@ -94,7 +94,7 @@ def process_coredump(
     group = t.crash_group(sessions, claim.coredump_id, diagnosis, facts.crash_time or facts.mtime)
     score = t.score(sessions, claim.coredump_id, diagnosis, facts, corr, cfg)
     logger.info(breakdown_line(score, path, cfg.agent.log_language))
-    ai_note = t.ai_analysis(cfg)
+    ai_note = t.ai_analysis(sessions, claim.coredump_id, diagnosis, group, corr, score, cfg).text
 
     threshold = cfg.analyzer.value_threshold
     if score.total < threshold:

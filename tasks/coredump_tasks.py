@@ -14,6 +14,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from coredumps import records
+from coredumps.ai.step import AINote, ai_step
 from coredumps.analysis import analyze_core, scratch_dir_for
 from coredumps.config import Config
 from coredumps.diagnosis import Diagnosis
@@ -70,9 +71,12 @@ def score(sessions: Sessions, coredump_id: int, diagnosis: Diagnosis, facts: Fil
 
 
 @task(name="ai-analysis", cache_policy=NO_CACHE)
-def ai_analysis(cfg: Config) -> str:
-    """Root-cause write-up by an LLM; off unless analyzer.aiAnalysis.enabled."""
-    return "disabled" if not cfg.analyzer.ai_analysis.enabled else "not available in this build"
+def ai_analysis(sessions: Sessions, coredump_id: int, diagnosis: Diagnosis, group: GroupInfo, corr: Correlation,
+                result: Score, cfg: Config) -> AINote:
+    """Root-cause write-up by an LLM within the budget; never changes the score, never fails the run."""
+    pod = f"{corr.pod_namespace}/{corr.pod_name}" if corr.pod_name else None
+    return ai_step(diagnosis, cfg.analyzer, sessions, coredump_id=coredump_id, crash_group_id=group.id,
+                   score=result.total, pod=pod, instance=corr.instance_name, group_count=group.count)
 
 
 @task(name="store", cache_policy=NO_CACHE, retries=4, retry_delay_seconds=[2, 4, 8, 16], retry_jitter_factor=0.5,

@@ -25,8 +25,22 @@ def run(args: argparse.Namespace) -> int:
     result = score_diagnosis(diagnosis, cfg.analyzer, age_seconds=time.time() - path.stat().st_mtime)
     diagnosis.score = result.to_dict()
     log.info(breakdown_line(result, str(path), cfg.agent.log_language))
+    ai_text = None
+    data = diagnosis.to_dict()
+    if args.ai:
+        from coredumps.ai.step import ai_step
+        from coredumps.db.engine import init_db, session_factory
+
+        analyzer = cfg.analyzer.model_copy(update={"ai_analysis": cfg.analyzer.ai_analysis.model_copy(
+            update={"enabled": True})})
+        note = ai_step(diagnosis, analyzer, session_factory(init_db(cfg)), coredump_id=None, crash_group_id=None,
+                       score=max(result.total, analyzer.value_threshold), pod=None, instance=None, group_count=1)
+        ai_text = f"{note.status}: {note.text}" if note.status not in ("ok", "reused") else note.text
+        data["ai"] = {"status": note.status, "text": note.text}
     if args.json:
-        emit_json(diagnosis.to_dict())
+        emit_json(data)
     else:
         sys.stdout.write(render_text(diagnosis))
+        if ai_text:
+            sys.stdout.write("\nAI analysis:\n" + ai_text + "\n")
     return 0
