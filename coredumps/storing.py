@@ -42,6 +42,7 @@ def store_request(facts: FileFacts, corr: Correlation, d: Diagnosis, score: Scor
         pod_name=corr.pod_name or facts.comm or d.comm or None,
         container_name=corr.container_name,
         sidecar=sidecar(facts, corr, d, score, group, coredump_id),
+        source_id=facts.idempotency_key,
     )
 
 

@@ -81,7 +81,7 @@ def process_coredump(
                        skip_reason=skip_reason)
 
     try:
-        diagnosis = t.analyze.with_options(timeout_seconds=2 * cfg.analyzer.gdb_timeout + 60)(path, exe, cfg)
+        diagnosis = t.analyze(path, exe, cfg)  # bounded by GDB's own hard deadline (analyzer.gdbTimeout)
     except CoredumpError as exc:
         status = "failed" if not retryable(exc) else "retry"
         _finish(sessions, claim.coredump_id, cfg, facts.file_name, node, corr, status=status, error=str(exc))

@@ -42,6 +42,8 @@ class StoreRequest:
     pod_name: str | None
     container_name: str | None
     sidecar: Mapping[str, Any]
+    source_id: str | None = None
+    """The source file's identity (its idempotency key): two cores with one stem and size stay two objects."""
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,10 @@ def stored_record(sidecar: bytes) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def same_source(record: Mapping[str, Any], source_size: int, compression: str) -> bool:
+def same_source(record: Mapping[str, Any], request: StoreRequest, source_size: int, compression: str) -> bool:
     """True when a sidecar's record was written for this request's core."""
+    if request.source_id is not None and record.get("source_id") != request.source_id:
+        return False
     return record.get("source_size") == source_size and record.get("compression") == compression
 
 
@@ -169,6 +173,7 @@ def new_record(
         "compression": compression,
         "source_name": request.source.name,
         "source_size": source_size,
+        "source_id": request.source_id,
         "stored_at": datetime.now(UTC).isoformat(),
         **extra,
     }

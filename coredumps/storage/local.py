@@ -105,7 +105,7 @@ class LocalStorage:
             self._prepare(folder)
             for stem in candidate_stems(request):
                 path = folder / (stem + SUFFIXES[self.compression])
-                found = self._probe(path, source_size)
+                found = self._probe(path, request, source_size)
                 if found == "taken":
                     continue
                 if isinstance(found, StoredObject):
@@ -138,14 +138,14 @@ class LocalStorage:
     def _prepare(self, folder: Path) -> None:
         folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
 
-    def _probe(self, path: Path, source_size: int) -> StoredObject | str:
+    def _probe(self, path: Path, request: StoreRequest, source_size: int) -> StoredObject | str:
         """'free' to write here, 'taken' by another core, or the complete earlier store of this core."""
         sidecar = path.with_name(sidecar_name_for(path.name))
         try:
             record = stored_record(sidecar.read_bytes())
         except FileNotFoundError:
             return "free"
-        if record is None or not same_source(record, source_size, self.compression):
+        if record is None or not same_source(record, request, source_size, self.compression):
             return "taken"
         try:
             size, sha256 = sha256_of(path)

@@ -205,7 +205,7 @@ class S3Storage:
         folder = instance_folder(request.instance)
         for stem in candidate_stems(request):
             key = self._key(folder, stem + SUFFIXES[self.compression])
-            found = self._probe(key, source_size)
+            found = self._probe(key, request, source_size)
             if found == "taken":
                 continue
             if isinstance(found, StoredObject):
@@ -260,13 +260,13 @@ class S3Storage:
             raise StorageRejectedError(f"{location}: not a stored core in {self.where}; nothing deleted")
         return key
 
-    def _probe(self, key: str, source_size: int) -> StoredObject | str:
+    def _probe(self, key: str, request: StoreRequest, source_size: int) -> StoredObject | str:
         """'free' to write here, 'taken' by another core, or the complete earlier store of this core."""
         sidecar = self._get_optional(self._sidecar_key(key))
         if sidecar is None:
             return "free"
         record = stored_record(sidecar)
-        if record is None or not same_source(record, source_size, self.compression):
+        if record is None or not same_source(record, request, source_size, self.compression):
             return "taken"
         head = self._head_optional(key)
         if head is None or head["ContentLength"] != record.get("size") or _etag(head) != record.get("etag"):

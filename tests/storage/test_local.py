@@ -36,6 +36,7 @@ def request(
         pod_name=pod,
         container_name=container,
         sidecar=kw.pop("sidecar", ANALYSIS),
+        source_id=kw.pop("source_id", None),
     )
 
 
@@ -146,6 +147,17 @@ def test_a_different_core_with_the_same_name_is_kept_apart(
     assert not other.reused
     assert Path(other.location).name == "20250304T050607Z_querynode-0_querynode-2.core.zst"
     assert {info.location for info in storage.list_objects()} == {first.location, other.location}
+
+
+def test_two_files_of_equal_size_and_name_are_two_objects_when_their_identities_differ(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path]
+) -> None:
+    storage = storage_factory()
+    first = storage.store(request(make_core(2**20, name="one"), source_id="node:1:100:1048576:1"))
+    second = storage.store(request(make_core(2**20, name="two"), source_id="node:1:200:1048576:1"))
+    again = storage.store(request(make_core(2**20, name="two"), source_id="node:1:200:1048576:1"))
+    assert not second.reused and second.location != first.location
+    assert again.reused and again.location == second.location
 
 
 def test_a_copy_without_its_sidecar_is_rewritten(

@@ -1,0 +1,153 @@
+"""``coredump-agent sensor``: the per-node daemon (watcher, ledger, hand-over, runner, health, metrics)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+from coredump_agent.prefect_env import apply_defaults
+from coredumps.config import Config, load_config
+
+log = logging.getLogger("coredump_agent.sensor")
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "sensor",
+        help="Run the node sensor: watch collector.coredumpPath and hand each finished core to Prefect.",
+        description="Watch collector.coredumpPath for finished coredumps, record each in a durable ledger, hand it "
+        "to Prefect as a run of this node's process-coredump deployment, and execute those runs here. Serves "
+        "/healthz and /readyz on agent.healthPort and /metrics on agent.metricsPort. Needs a Prefect API "
+        "(PREFECT_API_URL); runs until SIGTERM or Ctrl-C.",
+    )
+    parser.add_argument("--workers", type=int, default=0,
+                        help="flow runs executed at once (default: 2 x analyzer.maxConcurrentAnalyses)")
+    parser.set_defaults(handler=run)
+
+
+def _database_check(cfg: Config) -> Any:
+    from sqlalchemy import text
+
+    from coredumps.db.engine import make_engine
+
+    engine = make_engine(cfg.database_url(), cfg.database.busy_timeout)
+
+    def check() -> str | None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return None
+
+    return check
+
+
+def _prefect_check() -> str | None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        error = client.api_healthcheck()
+    return f"Prefect API unreachable: {error}" if error else None
+
+
+class _Cached:
+    """A readiness check evaluated at most every few seconds."""
+
+    def __init__(self, check: Any, ttl: float = 3.0) -> None:
+        self.check, self.ttl = check, ttl
+        self.value: str | None = "not checked yet"
+        self.at = 0.0
+
+    def __call__(self) -> str | None:
+        if time.monotonic() - self.at > self.ttl:
+            try:
+                self.value = self.check()
+            except Exception as exc:
+                self.value = f"{type(exc).__name__}: {exc}"
+            self.at = time.monotonic()
+        return self.value
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    apply_defaults()
+    from coredumps.db.engine import init_db
+    from flows.node_runner import NodeRunner, apply_deployment
+    from node_sensor import metrics
+    from node_sensor.health import HealthServer, start_metrics
+    from node_sensor.sensor import Sensor
+
+    node = cfg.agent.resolved_node_name()
+    init_db(cfg)
+    stop = threading.Event()
+    ready = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    deployment_id = None
+    while deployment_id is None and not stop.is_set():
+        try:
+            deployment_id = apply_deployment(node)
+        except Exception as exc:
+            log.warning("cannot register deployment process-coredump/%s yet (%s); retrying", node, exc)
+            stop.wait(5)
+    if deployment_id is None:
+        return 0
+
+    sensor: Sensor
+    detected: dict[Any, float] = {}
+
+    def on_done(flow_run: Any, result: dict[str, Any] | None, error: BaseException | None) -> None:
+        key = sensor.ledger.finished(str(flow_run.id), "done" if error is None else "failed")
+        outcome = "crashed" if error is not None else ("duplicate" if result and result.get("duplicate")
+                                                        else str((result or {}).get("status", "unknown")))
+        metrics.PROCESSED.labels(outcome).inc()
+        if result and result.get("score") is not None and not result.get("duplicate"):
+            metrics.SCORE.observe(float(result["score"]))
+        if result and result.get("group_count"):
+            metrics.CRASH_GROUPS.set(int(result["group_count"]))
+        started = detected.pop(flow_run.id, None) or (sensor.ledger.detected_at(key) if key else None)
+        if started is not None:
+            metrics.HANDOVER_LATENCY.observe(max(0.0, time.time() - started))
+        if error is not None:
+            metrics.ERRORS.labels(type(error).__name__).inc()
+
+    workers = args.workers or 2 * cfg.analyzer.max_concurrent_analyses
+    runner = NodeRunner(deployment_id, workers=workers, on_done=on_done)
+
+    def on_submitted(flow_run: Any, detected_at: float) -> None:
+        detected[flow_run.id] = detected_at
+        runner.submit(flow_run)
+
+    sensor = Sensor(cfg, config_path=args.config, on_submitted=on_submitted)
+    health = HealthServer(cfg.agent.health_port, {
+        "watcher": lambda: None if sensor.watching else "the folder watcher is not running",
+        "database": _Cached(_database_check(cfg)),
+        "prefect": _Cached(_prefect_check),
+    })
+    health.start()
+    if cfg.monitor.prometheus_enabled:
+        start_metrics(cfg.agent.metrics_port)
+    recovered = runner.recover()
+    if recovered:
+        log.info("rescheduled %d flow runs left unfinished by an earlier sensor", recovered)
+    for entry in sensor.ledger.in_state("submitted"):
+        detected.setdefault(entry.flow_run_id, entry.detected_at)
+    runner_thread = threading.Thread(target=runner.run, args=(stop,), name="runner", daemon=True)
+    runner_thread.start()
+    watcher = threading.Thread(target=sensor.run, args=(stop, ready), name="sensor", daemon=True)
+    watcher.start()
+    ready.wait()
+    log.info("sensor ready on node %s: watching %s; health on :%d, metrics on :%d", node, sensor.folder,
+             health.port, cfg.agent.metrics_port)
+    while not stop.wait(0.5):
+        if not watcher.is_alive():
+            log.error("the watcher stopped unexpectedly; exiting so that the pod restarts")
+            stop.set()
+            return 1
+    watcher.join(timeout=15)
+    runner_thread.join(timeout=60)
+    health.stop()
+    return 0

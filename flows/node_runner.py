@@ -1,0 +1,126 @@
+"""This node's runner: executes the flow runs of its process-coredump deployment in-process.
+
+A served deployment per node (``process-coredump/<node>``) keeps the Prefect
+UI's runs, retries and manual runs; executing its runs in threads of the sensor
+process instead of a fresh process per run keeps a burst of cores fast (a
+fresh Python process costs seconds per run on a small node). Runs handed over
+by the sensor start at once; runs created elsewhere (a retry from the UI, a
+manual run) are found by polling. Runs left Running by a killed sensor are
+rescheduled at start, and the flow's idempotency keys make re-running safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.flow_engine import run_flow
+from prefect.states import Scheduled
+
+from flows.process_coredump import process_coredump
+
+log = logging.getLogger(__name__)
+Done = Callable[[FlowRun, dict[str, Any] | None, BaseException | None], None]
+
+
+def apply_deployment(node: str, description: str | None = None) -> UUID:
+    """Create or update this node's served deployment of process-coredump."""
+    deployment = process_coredump.to_deployment(
+        name=node,
+        tags=[f"node:{node}", "coredump"],
+        parameters={"node": node},
+        description=description or f"Coredumps found on node {node}; runs execute in the node's sensor.",
+    )
+    return UUID(str(deployment.apply()))
+
+
+class NodeRunner:
+    def __init__(self, deployment_id: UUID, workers: int, on_done: Done | None = None,
+                 poll_interval: float = 2.0) -> None:
+        self.deployment_id = deployment_id
+        self.poll_interval = poll_interval
+        self.on_done = on_done
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flow-run")
+        self._lock = threading.Lock()
+        self._active: dict[UUID, Future[None]] = {}
+
+    def submit(self, flow_run: FlowRun) -> bool:
+        """Execute a flow run unless it is already executing here."""
+        with self._lock:
+            if flow_run.id in self._active:
+                return False
+            self._active[flow_run.id] = self._pool.submit(self._execute, flow_run)
+            return True
+
+    def active(self) -> int:
+        with self._lock:
+            return len(self._active)
+
+    def _execute(self, flow_run: FlowRun) -> None:
+        result: dict[str, Any] | None = None
+        error: BaseException | None = None
+        try:
+            result = run_flow(process_coredump, flow_run=flow_run, parameters=flow_run.parameters)
+        except BaseException as exc:  # the run's own state says what happened; keep the runner alive
+            error = exc
+        finally:
+            with self._lock:
+                self._active.pop(flow_run.id, None)
+        if self.on_done is not None:
+            self.on_done(flow_run, result, error)
+
+    def _runs(self, states: list[StateType]) -> list[FlowRun]:
+        with get_client(sync_client=True) as client:
+            return client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))),
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])),
+                limit=200,
+            )
+
+    def poll_once(self) -> int:
+        """Start scheduled runs that are due; returns how many were started."""
+        started = 0
+        now = time.time()
+        for flow_run in self._runs([StateType.SCHEDULED]):
+            when = flow_run.next_scheduled_start_time or flow_run.expected_start_time
+            if when is not None and when.timestamp() > now:
+                continue
+            started += self.submit(flow_run)
+        return started
+
+    def recover(self) -> int:
+        """Reschedule runs a killed runner left Pending or Running; returns how many."""
+        count = 0
+        with get_client(sync_client=True) as client:
+            for flow_run in self._runs([StateType.PENDING, StateType.RUNNING]):
+                with self._lock:
+                    if flow_run.id in self._active:
+                        continue
+                client.set_flow_run_state(flow_run.id, Scheduled(message="rescheduled after a runner restart"),
+                                          force=True)
+                count += 1
+        return count
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll for due runs until ``stop`` is set; then wait for the runs in progress."""
+        while not stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                log.warning("could not poll Prefect for scheduled runs", exc_info=True)
+            stop.wait(self.poll_interval)
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,160 @@
+"""The per-node sensor: watch the core folder, record finished files durably, hand them to Prefect.
+
+    Sensor(cfg, ...).run(stop, ready)
+
+Set-up (folder, ledger, observer) is separate from the loop; ``ready`` is set
+once the watcher runs and the first sweep is done, so tests wait on it instead
+of sleeping. Three loops share the ledger: the watchdog observer, the sweep
+(every collector.watchInterval, and the stability checks in between), and the
+dispatcher that turns pending entries into flow runs with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prefect.client.schemas.objects import FlowRun
+
+from coredumps.config import Config
+from coredumps.corefiles import FileIdentity, shown
+from coredumps.errors import BadInputError
+from node_sensor import handover, metrics
+from node_sensor.ledger import Entry, Ledger
+from node_sensor.watcher import Tracker, start_observer
+
+log = logging.getLogger(__name__)
+Correlate = Callable[[Path], dict[str, Any]]
+Submitted = Callable[[FlowRun, float], None]
+STABILITY_CHECK_SECONDS = 0.5
+
+
+class Sensor:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        config_path: str | None = None,
+        correlate: Correlate | None = None,
+        on_submitted: Submitted | None = None,
+        submit: Callable[[str, str, dict[str, Any]], FlowRun] = handover.submit,
+    ) -> None:
+        self.cfg = cfg
+        self.node = cfg.agent.resolved_node_name()
+        self.folder = Path(cfg.collector.coredump_path).absolute()
+        self.config_path = config_path
+        self.correlate = correlate
+        self.on_submitted = on_submitted
+        self._submit = submit
+        self.ledger = Ledger(Path(cfg.agent.data_dir) / "sensor-ledger.db")
+        self.tracker = Tracker(self.folder, cfg.collector.stable_for, self._finished)
+        self._wake = threading.Event()
+        self.watching = False
+        self.prefect_reachable = False
+
+    # -- finding files -------------------------------------------------------------------------
+    def _known(self, path: Path, st: os.stat_result) -> bool:
+        return self.ledger.state(FileIdentity.from_stat(self.node, st).key()) is not None
+
+    def _finished(self, path: Path) -> None:
+        try:
+            st = path.lstat()
+            key = FileIdentity.from_stat(self.node, st).key()
+        except (OSError, BadInputError):
+            return
+        if self.ledger.state(key) is not None:
+            return
+        age = time.time() - st.st_mtime
+        max_age = self.cfg.collector.max_file_age
+        if max_age > 0 and age > max_age:
+            self.ledger.add(key, str(path), "{}", state="too-old")
+            metrics.FILES_SKIPPED.labels("too-old").inc()
+            log.info("%s is older than collector.maxFileAge; not handed over", shown(path))
+            return
+        params: dict[str, Any] = {"path": str(path), "node": self.node}
+        if self.config_path:
+            params["config_path"] = self.config_path
+        if self.correlate is not None:
+            try:
+                params.update(self.correlate(path))
+            except Exception:  # correlation is best effort; the core is handed over regardless
+                metrics.ERRORS.labels("correlation").inc()
+                log.warning("could not correlate %s with a pod", shown(path), exc_info=True)
+        if self.ledger.add(key, str(path), json.dumps(params)):
+            metrics.FILES_SEEN.inc()
+            log.info("finished core %s (%d bytes)", shown(path), st.st_size)
+            self._wake.set()
+
+    # -- handing over --------------------------------------------------------------------------
+    def dispatch_once(self) -> int:
+        """Hand over every due ledger entry; returns how many were handed over."""
+        handed = 0
+        for entry in self.ledger.due():
+            if self._dispatch(entry):
+                handed += 1
+            else:
+                break  # Prefect is unreachable: the rest waits for the backoff
+        counts = self.ledger.counts()
+        for state in ("pending", "submitted"):
+            metrics.QUEUE_DEPTH.labels(state).set(counts.get(state, 0))
+        return handed
+
+    def _dispatch(self, entry: Entry) -> bool:
+        params = json.loads(entry.params)
+        try:
+            flow_run = self._submit(self.node, entry.key, params)
+        except Exception as exc:
+            delay = self.ledger.retry_later(entry.key, f"{type(exc).__name__}: {exc}")
+            self.prefect_reachable = False
+            metrics.ERRORS.labels("handover").inc()
+            log.warning("could not hand %s to Prefect (%s); retrying in %.0fs", shown(entry.path), exc, delay)
+            return False
+        self.prefect_reachable = True
+        self.ledger.submitted(entry.key, str(flow_run.id))
+        metrics.HANDED_OVER.inc()
+        log.info("handed %s over as flow run %s", shown(entry.path), flow_run.id)
+        if self.on_submitted is not None:
+            self.on_submitted(flow_run, entry.detected_at)
+        return True
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
+        """Watch until ``stop`` is set; ``ready`` is set once watching and the first sweep are done."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        observer = start_observer(self.tracker)
+        self.watching = True
+        dispatcher = threading.Thread(target=self._dispatch_loop, args=(stop,), name="dispatcher", daemon=True)
+        try:
+            self.tracker.sweep(self._known)
+            dispatcher.start()
+            if ready is not None:
+                ready.set()
+            next_sweep = time.monotonic() + self.cfg.collector.watch_interval
+            while not stop.wait(STABILITY_CHECK_SECONDS):
+                self.tracker.check_stable()
+                if time.monotonic() >= next_sweep:
+                    self.tracker.sweep(self._known)
+                    next_sweep = time.monotonic() + self.cfg.collector.watch_interval
+        finally:
+            self.watching = False
+            observer.stop()
+            observer.join(timeout=5)
+            self._wake.set()
+            if dispatcher.is_alive():
+                dispatcher.join(timeout=10)
+
+    def _dispatch_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.dispatch_once()
+            except Exception:
+                metrics.ERRORS.labels("dispatcher").inc()
+                log.exception("dispatcher error")
+            self._wake.wait(1.0)
+            self._wake.clear()
