@@ -281,6 +281,13 @@ class DashboardConfig(Section):
     viewer: ViewerConfig = Field(default_factory=ViewerConfig)
 
 
+class ExportConfig(Section):
+    dest: str = Field(
+        "data/parquet", description="The Parquet dataset: a folder or s3://bucket/prefix (S3 settings as storage)."
+    )
+    batch_rows: int = Field(50_000, ge=1_000, description="Rows read and written per batch, bounding memory.")
+
+
 class DatabaseConfig(Section):
     url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite at <agent.dataDir>/coredump_agent.db."
@@ -309,6 +316,7 @@ class Config(BaseSettings):
     cleaner: CleanerConfig = Field(default_factory=CleanerConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
 
     @classmethod
