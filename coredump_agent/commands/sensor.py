@@ -52,6 +52,19 @@ def _prefect_check() -> str | None:
     return f"Prefect API unreachable: {error}" if error else None
 
 
+def _kube_side(cfg: Config, node: str) -> Any:
+    """The Kubernetes side when a cluster is configured, else None (the sensor then watches files only)."""
+    from coredumps.kube.client import connect
+    from node_sensor.kube_side import KubeSide
+    from tasks.runtime import sessions_for
+
+    client = connect()
+    if client is None:
+        log.info("no Kubernetes cluster configured; running without pod correlation and restart events")
+        return None
+    return KubeSide(cfg, client, sessions_for(cfg), node)
+
+
 class _Cached:
     """A readiness check evaluated at most every few seconds."""
 
@@ -121,12 +134,18 @@ def run(args: argparse.Namespace) -> int:
         detected[flow_run.id] = detected_at
         runner.submit(flow_run)
 
-    sensor = Sensor(cfg, config_path=args.config, on_submitted=on_submitted)
-    health = HealthServer(cfg.agent.health_port, {
+    kube = _kube_side(cfg, node)
+    sensor = Sensor(cfg, config_path=args.config, on_submitted=on_submitted,
+                    correlate=kube.correlate if kube is not None else None)
+    checks = {
         "watcher": lambda: None if sensor.watching else "the folder watcher is not running",
         "database": _Cached(_database_check(cfg)),
         "prefect": _Cached(_prefect_check),
-    })
+    }
+    if kube is not None:
+        checks["kubernetes"] = lambda: None if kube.watcher.ready.is_set() else "the pod watch has not listed pods yet"
+        kube.start(stop)
+    health = HealthServer(cfg.agent.health_port, checks)
     health.start()
     if cfg.monitor.prometheus_enabled:
         start_metrics(cfg.agent.metrics_port)
@@ -148,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
             stop.set()
             return 1
     watcher.join(timeout=15)
+    if kube is not None:
+        kube.stop()
     runner_thread.join(timeout=60)
     health.stop()
     return 0

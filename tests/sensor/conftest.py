@@ -80,9 +80,13 @@ class SensorProcess:
     def __init__(self, config: Path, api_url: str, health_port: int, log: Path) -> None:
         self.config, self.api_url, self.health_port, self.log = config, api_url, health_port, log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}
 
     def start(self, wait: bool = True) -> SensorProcess:
-        env = {**os.environ, "PREFECT_API_URL": self.api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        env = {**os.environ, "PREFECT_API_URL": self.api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+               **self.env}
+        if "KUBECONFIG" not in self.env:
+            env.pop("KUBECONFIG", None)  # no cluster unless a test brings its fake API server
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "coredump_agent.cli", "--config", str(self.config), "sensor"],
@@ -120,7 +124,7 @@ class SensorProcess:
 class Node:
     """One node's folders and config, with helpers to read what the sensor recorded."""
 
-    def __init__(self, root: Path, api_url: str, extra: str = "") -> None:
+    def __init__(self, root: Path, api_url: str, extra: str = "", node_name: str | None = None) -> None:
         self.root = root
         self.watched = root / "watched"
         self.watched.mkdir(parents=True, exist_ok=True)
@@ -128,7 +132,7 @@ class Node:
         self.health_port, self.metrics_port = free_port(), free_port()
         self.config = root / "config.yaml"
         self.config.write_text(
-            f"agent:\n  dataDir: {self.data}\n  nodeName: node-{root.name[-12:].replace('_', '-')}\n"
+            f"agent:\n  dataDir: {self.data}\n  nodeName: {node_name or 'node-' + root.name[-12:].replace('_', '-')}\n"
             f"  healthPort: {self.health_port}\n  metricsPort: {self.metrics_port}\n"
             f"collector:\n  coredumpPath: {self.watched}\n  watchInterval: 2s\n  stableFor: 1s\n"
             f"storage:\n  localPath: {self.data / 'coredumps'}\n" + extra
