@@ -29,6 +29,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.flow_engine import run_flow
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.states import Scheduled
 
 from flows.process_coredump import process_coredump
@@ -74,7 +75,10 @@ class NodeRunner:
         result: dict[str, Any] | None = None
         error: BaseException | None = None
         try:
-            result = run_flow(process_coredump, flow_run=flow_run, parameters=flow_run.parameters)
+            # A run's heartbeat thread is joined when the run ends, adding up to a second to every run;
+            # crashed runs are found by this runner's recover() at start instead.
+            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                result = run_flow(process_coredump, flow_run=flow_run, parameters=flow_run.parameters)
         except BaseException as exc:  # the run's own state says what happened; keep the runner alive
             error = exc
         finally:

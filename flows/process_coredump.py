@@ -67,21 +67,19 @@ def process_coredump(
         deployment_type=deployment_type, rule=correlation_rule or ("parameter" if pod or instance else None),
     )
 
-    facts, skip_reason = t.identify(path, node, cfg)
-    claim = t.claim(sessions, facts, run_id)
+    facts, skip_reason, claim = t.identify(path, node, cfg, sessions, run_id)
     if claim.duplicate:
         logger.info("%s was already processed (coredump %s, %s); nothing to do", path, claim.coredump_id, claim.status)
         return records.result_of(sessions, claim.coredump_id, duplicate=True).to_dict()
     records.set_flow_run(sessions, claim.coredump_id, run_id)
     t.correlate(sessions, claim.coredump_id, corr)
-    add_flow_run_tags(run_id, [f"node:{node}"] + ([f"instance:{instance}"] if instance else []))
 
     if skip_reason:
         return _finish(sessions, claim.coredump_id, cfg, facts.file_name, node, corr, status="skipped",
                        skip_reason=skip_reason)
 
     try:
-        diagnosis = t.analyze(path, exe, cfg)  # bounded by GDB's own hard deadline (analyzer.gdbTimeout)
+        diagnosis = t.analyze(path, exe, cfg, sessions, claim.coredump_id)
     except CoredumpError as exc:
         status = "failed" if not retryable(exc) else "retry"
         _finish(sessions, claim.coredump_id, cfg, facts.file_name, node, corr, status=status, error=str(exc))
@@ -89,8 +87,8 @@ def process_coredump(
             logger.warning("%s: %s", path, exc)
             return records.result_of(sessions, claim.coredump_id).to_dict()
         raise
-    t.record_analysis(sessions, claim.coredump_id, diagnosis)
-    add_flow_run_tags(run_id, [f"signal:{diagnosis.signal_name}"])
+    add_flow_run_tags(run_id, [f"node:{node}", f"signal:{diagnosis.signal_name}"]
+                      + ([f"instance:{instance}"] if instance else []))
     group = t.crash_group(sessions, claim.coredump_id, diagnosis, facts.crash_time or facts.mtime)
     score = t.score(sessions, claim.coredump_id, diagnosis, facts, corr, cfg)
     logger.info(breakdown_line(score, path, cfg.agent.log_language))
@@ -108,7 +106,6 @@ def process_coredump(
         _finish(sessions, claim.coredump_id, cfg, facts.file_name, node, corr, status=status,
                 error=f"storing failed: {exc}", d=diagnosis, score=score, group=group, ai_note=ai_note)
         raise
-    t.release(sessions, claim.coredump_id, path, cfg)
     create_link_artifact(link=_link(stored.location), link_text=stored.location,
                          description="The stored copy of the coredump")
     return _finish(sessions, claim.coredump_id, cfg, facts.file_name, node, corr, status="stored",

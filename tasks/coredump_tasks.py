@@ -27,14 +27,12 @@ from coredumps.storing import release_source, store_request
 from tasks.policies import transient_only
 
 
-@task(name="identify", cache_policy=NO_CACHE)
-def identify(path: str, node: str, cfg: Config) -> tuple[FileFacts, str | None]:
-    return identify_file(Path(path), node, cfg)
-
-
-@task(name="claim", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def claim(sessions: Sessions, facts: FileFacts, flow_run_id: str | None) -> Claim:
-    return records.claim(sessions, facts, flow_run_id)
+@task(name="identify", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, retry_condition_fn=transient_only)
+def identify(path: str, node: str, cfg: Config, sessions: Sessions,
+             flow_run_id: str | None) -> tuple[FileFacts, str | None, Claim]:
+    """The file's facts, a reason to skip it if any, and its row (found when an earlier run made it)."""
+    facts, skip_reason = identify_file(Path(path), node, cfg)
+    return facts, skip_reason, records.claim(sessions, facts, flow_run_id)
 
 
 @task(name="correlate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
@@ -43,16 +41,16 @@ def correlate(sessions: Sessions, coredump_id: int, corr: Correlation) -> int | 
 
 
 @task(name="analyze", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, retry_condition_fn=transient_only)
-def analyze(path: str, exe: str | None, cfg: Config) -> Diagnosis:
-    """GDB under the node's analysis slots (analyzer.maxConcurrentAnalyses across all runs on this node)."""
+def analyze(path: str, exe: str | None, cfg: Config, sessions: Sessions, coredump_id: int) -> Diagnosis:
+    """GDB under the node's analysis slots (analyzer.maxConcurrentAnalyses across all runs on this node).
+
+    Its time limit is GDB's own hard deadline (analyzer.gdbTimeout), which kills GDB even in a worker thread.
+    """
     slots = Path(cfg.agent.data_dir) / "slots"
     with node_slot(slots, "gdb", cfg.analyzer.max_concurrent_analyses, timeout=cfg.analyzer.gdb_timeout):
-        return analyze_core(Path(path), cfg.analyzer, exe=exe, scratch_dir=scratch_dir_for(cfg.agent.data_dir))
-
-
-@task(name="record-analysis", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def record_analysis(sessions: Sessions, coredump_id: int, diagnosis: Diagnosis) -> None:
+        diagnosis = analyze_core(Path(path), cfg.analyzer, exe=exe, scratch_dir=scratch_dir_for(cfg.agent.data_dir))
     records.record_analysis(sessions, coredump_id, diagnosis)
+    return diagnosis
 
 
 @task(name="crash-group", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
@@ -83,6 +81,7 @@ def ai_analysis(sessions: Sessions, coredump_id: int, diagnosis: Diagnosis, grou
       retry_condition_fn=transient_only)
 def store(sessions: Sessions, coredump_id: int, facts: FileFacts, corr: Correlation, diagnosis: Diagnosis,
           result: Score, group: GroupInfo, cfg: Config) -> StoredObject:
+    """Compress, upload, verify; then, only then and only if configured, release the source."""
     storage = make_storage(cfg.storage)
     started = time.monotonic()
     request = store_request(facts, corr, diagnosis, result, group, coredump_id)
@@ -96,16 +95,9 @@ def store(sessions: Sessions, coredump_id: int, facts: FileFacts, corr: Correlat
                            location=stored.location, size=stored.size, sha256=stored.sha256,
                            reason="already stored; reused" if stored.reused else None,
                            duration=time.monotonic() - started)
-    return stored
-
-
-@task(name="release-source", cache_policy=NO_CACHE)
-def release(sessions: Sessions, coredump_id: int, path: str, cfg: Config) -> bool:
-    """Delete the source only when configured and only after a verified store."""
-    if release_source(Path(path), cfg.collector):
+    if release_source(Path(facts.path), cfg.collector):
         records.mark_source_deleted(sessions, coredump_id)
-        return True
-    return False
+    return stored
 
 
 @task(name="record", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)

@@ -6,6 +6,7 @@ import logging
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.runtime import flow_run
 
 log = logging.getLogger(__name__)
 
@@ -15,10 +16,10 @@ def add_flow_run_tags(flow_run_id: str | None, tags: list[str]) -> None:
     if not flow_run_id or not tags:
         return
     try:
-        with get_client(sync_client=True) as client:
-            current = client.read_flow_run(UUID(flow_run_id)).tags
-            merged = list(dict.fromkeys([*current, *tags]))
-            if merged != current:
+        current = list(flow_run.tags or [])
+        merged = list(dict.fromkeys([*current, *tags]))
+        if merged != current:
+            with get_client(sync_client=True) as client:
                 client.update_flow_run(UUID(flow_run_id), tags=merged)
     except Exception:  # tags help people find runs; never fail a run over them
         log.warning("could not tag flow run %s with %s", flow_run_id, tags, exc_info=True)

@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "(PREFECT_API_URL); runs until SIGTERM or Ctrl-C.",
     )
     parser.add_argument("--workers", type=int, default=0,
-                        help="flow runs executed at once (default: 2 x analyzer.maxConcurrentAnalyses)")
+                        help="flow runs executed at once (default: analyzer.maxConcurrentAnalyses)")
     parser.set_defaults(handler=run)
 
 
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         if error is not None:
             metrics.ERRORS.labels(type(error).__name__).inc()
 
-    workers = args.workers or 2 * cfg.analyzer.max_concurrent_analyses
+    workers = args.workers or cfg.analyzer.max_concurrent_analyses
     runner = NodeRunner(deployment_id, workers=workers, on_done=on_done)
 
     def on_submitted(flow_run: Any, detected_at: float) -> None:
