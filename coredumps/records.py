@@ -99,6 +99,7 @@ class ProcessResult:
     signature: str | None = None
     crash_reason: str | None = None
     group_count: int | None = None
+    stored_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,7 +137,7 @@ def result_of(sessions: Sessions, coredump_id: int, *, duplicate: bool = False) 
             coredump_id=row.id, status=row.status, score=row.score, stored=row.stored,
             location=row.storage_location, skip_reason=row.skip_reason, duplicate=duplicate,
             flow_run_id=row.flow_run_id, error=row.error, signature=row.signature, crash_reason=reason,
-            group_count=group_count,
+            group_count=group_count, stored_size=row.stored_size,
         )
 
 

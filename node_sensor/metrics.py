@@ -18,8 +18,8 @@ SCORE = Histogram("coredump_agent_score", "Value scores of analysed coredumps",
                   buckets=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), registry=REGISTRY)
 CRASH_GROUPS = Gauge("coredump_agent_crash_group_size", "Coredumps seen in the crash group of the last core",
                      registry=REGISTRY)
-RESTART_EVENTS = Counter("coredump_agent_restart_events_total", "Milvus container restarts seen, by instance",
-                         ["instance"], registry=REGISTRY)
+RESTART_EVENTS = Counter("coredump_agent_restart_events_total", "Milvus container restarts seen, by Milvus instance",
+                         ["milvus_instance"], registry=REGISTRY)
 QUEUE_DEPTH = Gauge("coredump_agent_queue_depth", "Files waiting in the ledger, by state", ["state"],
                     registry=REGISTRY)
 ERRORS = Counter("coredump_agent_errors_total", "Errors by kind", ["kind"], registry=REGISTRY)

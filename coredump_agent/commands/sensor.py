@@ -99,6 +99,18 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
+    state: dict[str, Any] = {"watching": False, "registered": False}
+    checks: dict[str, Any] = {
+        "watcher": lambda: None if state["watching"] else "the folder watcher is not running",
+        "deployment": lambda: None if state["registered"] else f"deployment process-coredump/{node} not registered",
+        "database": _Cached(_database_check(cfg)),
+        "prefect": _Cached(_prefect_check),
+    }
+    health = HealthServer(cfg.agent.health_port, checks)
+    health.start()
+    if cfg.monitor.prometheus_enabled:
+        start_metrics(cfg.agent.metrics_port)
+
     deployment_id = None
     while deployment_id is None and not stop.is_set():
         try:
@@ -107,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
             log.warning("cannot register deployment process-coredump/%s yet (%s); retrying", node, exc)
             stop.wait(5)
     if deployment_id is None:
+        health.stop()
         return 0
+    state["registered"] = True
 
     sensor: Sensor
     detected: dict[Any, float] = {}
@@ -119,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         metrics.PROCESSED.labels(outcome).inc()
         if result and result.get("score") is not None and not result.get("duplicate"):
             metrics.SCORE.observe(float(result["score"]))
+        if result and result.get("stored_size") and not result.get("duplicate"):
+            metrics.STORED_BYTES.inc(int(result["stored_size"]))
         if result and result.get("group_count"):
             metrics.CRASH_GROUPS.set(int(result["group_count"]))
         started = detected.pop(flow_run.id, None) or (sensor.ledger.detected_at(key) if key else None)
@@ -137,18 +153,10 @@ def run(args: argparse.Namespace) -> int:
     kube = _kube_side(cfg, node)
     sensor = Sensor(cfg, config_path=args.config, on_submitted=on_submitted,
                     correlate=kube.correlate if kube is not None else None)
-    checks = {
-        "watcher": lambda: None if sensor.watching else "the folder watcher is not running",
-        "database": _Cached(_database_check(cfg)),
-        "prefect": _Cached(_prefect_check),
-    }
+    checks["watcher"] = lambda: None if sensor.watching else "the folder watcher is not running"
     if kube is not None:
         checks["kubernetes"] = lambda: None if kube.watcher.ready.is_set() else "the pod watch has not listed pods yet"
         kube.start(stop)
-    health = HealthServer(cfg.agent.health_port, checks)
-    health.start()
-    if cfg.monitor.prometheus_enabled:
-        start_metrics(cfg.agent.metrics_port)
     recovered = runner.recover()
     if recovered:
         log.info("rescheduled %d flow runs left unfinished by an earlier sensor", recovered)
