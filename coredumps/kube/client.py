@@ -240,6 +240,24 @@ class KubeClient:
     def get_pod(self, namespace: str, name: str) -> KubeObject:
         return dict(self._call(f"read pod {namespace}/{name}", self._core.read_namespaced_pod, name, namespace))
 
+    def create_pod(self, namespace: str, body: KubeObject) -> KubeObject:
+        return dict(self._call(f"create pod in {namespace}", self._core.create_namespaced_pod, namespace, body))
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self._call(f"delete pod {namespace}/{name}", self._core.delete_namespaced_pod, name, namespace)
+
+    def create_service(self, namespace: str, body: KubeObject) -> KubeObject:
+        return dict(self._call(f"create service in {namespace}", self._core.create_namespaced_service, namespace,
+                               body))
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        self._call(f"delete service {namespace}/{name}", self._core.delete_namespaced_service, name, namespace)
+
+    def list_services(self, namespace: str, label_selector: str = "") -> list[KubeObject]:
+        body = self._call(f"list services in {namespace}", self._core.list_namespaced_service, namespace,
+                          label_selector=label_selector or None)
+        return list(body.get("items") or [])
+
     def watch_pods(self, namespace: str | None = None, *, field_selector: str = "", label_selector: str = "",
                    resource_version: str = "", timeout_seconds: int = 300) -> WatchStream:
         """Pod events after ``resource_version`` for at most ``timeout_seconds`` (then the stream ends)."""

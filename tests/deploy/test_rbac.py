@@ -34,13 +34,14 @@ def _granted(objects: list[dict], name: str) -> set:  # type: ignore[type-arg]
 def test_the_cluster_roles_grant_exactly_the_calls_the_code_makes(overlay: str) -> None:
     objects = build(DEPLOY / "overlays" / overlay)
     derived = rbac.derive()
-    granted = _granted(objects, "coredump-agent-observe") | _granted(objects, "coredump-agent-act")
+    granted = (_granted(objects, "coredump-agent-observe") | _granted(objects, "coredump-agent-act")
+               | _granted(objects, "coredump-agent-viewer"))
     assert granted == derived, (
         f"missing: {sorted(derived - granted)}; not needed: {sorted(granted - derived)} "
         "(`.venv/bin/python scripts/rbac_calls.py` prints the rules)"
     )
     roles = [o["metadata"]["name"] for o in objects if o["kind"] in ("ClusterRole", "Role")]
-    assert sorted(roles) == ["coredump-agent-act", "coredump-agent-observe"]
+    assert sorted(roles) == ["coredump-agent-act", "coredump-agent-observe", "coredump-agent-viewer"]
 
 
 def test_only_reads_are_bound_cluster_wide_and_never_secrets() -> None:
@@ -48,9 +49,12 @@ def test_only_reads_are_bound_cluster_wide_and_never_secrets() -> None:
     observe = _granted(objects, "coredump-agent-observe")
     assert {p.verb for p in observe} <= rbac.READ_VERBS
     assert "secrets" not in {p.resource for p in observe}
-    bindings = [o for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding")]
-    assert [b["roleRef"]["name"] for b in bindings] == ["coredump-agent-observe"]
-    (binding,) = bindings
+    cluster_wide = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
+    assert [b["roleRef"]["name"] for b in cluster_wide] == ["coredump-agent-observe"]
+    (viewer,) = [o for o in objects if o["kind"] == "RoleBinding"]
+    assert viewer["roleRef"]["name"] == "coredump-agent-viewer" and viewer["metadata"]["namespace"] == "coredump-agent"
+    assert "secrets" not in {p.resource for p in _granted(objects, "coredump-agent-viewer")}
+    (binding,) = cluster_wide
     assert {(s["kind"], s["namespace"], s["name"]) for s in binding["subjects"]} == {
         ("ServiceAccount", "coredump-agent", "coredump-agent-sensor"),
         ("ServiceAccount", "coredump-agent", "coredump-agent-worker"),
