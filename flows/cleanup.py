@@ -127,7 +127,7 @@ def _decide(cfg: Config, sessions: Sessions, p: Proposal, config_path: str | Non
     entry = Entry(namespace=p.tally.namespace, instance=p.tally.instance, action=c.action, decision=p.decision,
                   reason=p.reason, restart_count=p.tally.count, window_seconds=c.restart_time_window,
                   incident_key=p.incident_key, details=details, instance_id=p.tally.instance_id)
-    row = t.add_row(sessions, entry)
+    row = records.add(sessions, entry)
     if row is None:
         return None
     if p.decision == "scheduled":
@@ -151,35 +151,42 @@ def _schedule(cfg: Config, sessions: Sessions, row: Row, config_path: str | None
         records.remove(sessions, row.id)
         raise
     details = {**e.details, "deployment": INSTANCE_DEPLOYMENT if run.deployment_id else None}
-    return t.update_row(sessions, row.id, {"flow_run_id": run.id, "details": details})
+    return records.update(sessions, row.id, flow_run_id=run.id, details=details)
 
 
 def _resolve(cfg: Config, sessions: Sessions, config_path: str | None) -> list[Row]:
     """Earlier scheduled cleanups: cancelled ones closed, due ones (without a deployment) run."""
     done: list[Row] = []
     for row in records.pending(sessions):
-        e = row.entry
-        assert e.incident_key is not None
-        if e.flow_run_id is None:
-            _schedule(cfg, sessions, row, config_path)
+        try:
+            outcome = _resolve_one(cfg, sessions, row, config_path)
+        except Exception as exc:
+            get_run_logger().warning("the cleanup of %s/%s (run %s) could not be resolved: %s", row.entry.namespace,
+                                     row.entry.instance, row.entry.flow_run_id, exc)
             continue
-        view = t.view_run(e.flow_run_id)
-        outcome: Row | None = None
-        if view is None:
-            outcome = _close(cfg, sessions, row, "cancelled", "its scheduled flow run was deleted, so nothing was done")
-        elif view.cancelled:
-            why = f"the scheduled run was cancelled ({view.message or view.state_name}), so nothing was done"
-            outcome = _close(cfg, sessions, row, "cancelled", why)
-        elif view.state == "SCHEDULED" and view.deployment_id is None and view.scheduled_time is not None \
-                and view.scheduled_time <= utcnow():
-            outcome = _run_due(cfg, sessions, row)
-        elif view.final:
-            outcome = _close(cfg, sessions, row, "failed",
-                             f"the cleanup run ended {view.state_name} without recording an outcome: "
-                             f"{view.message or 'no message'}")
         if outcome is not None:
             done.append(outcome)
     return done
+
+
+def _resolve_one(cfg: Config, sessions: Sessions, row: Row, config_path: str | None) -> Row | None:
+    e = row.entry
+    if e.flow_run_id is None:
+        _schedule(cfg, sessions, row, config_path)
+        return None
+    view = t.view_run(e.flow_run_id)
+    if view is None:
+        return _close(cfg, sessions, row, "cancelled", "its scheduled flow run was deleted, so nothing was done")
+    if view.cancelled:
+        why = f"the scheduled run was cancelled ({view.message or view.state_name}), so nothing was done"
+        return _close(cfg, sessions, row, "cancelled", why)
+    due = view.scheduled_time is not None and view.scheduled_time <= utcnow()
+    if view.state == "SCHEDULED" and view.deployment_id is None and due:
+        return _run_due(cfg, sessions, row)
+    if view.final:
+        return _close(cfg, sessions, row, "failed", f"the cleanup run ended {view.state_name} without recording "
+                      f"an outcome: {view.message or 'no message'}")
+    return None
 
 
 def _run_due(cfg: Config, sessions: Sessions, row: Row) -> Row | None:
@@ -198,8 +205,8 @@ def _run_due(cfg: Config, sessions: Sessions, row: Row) -> Row | None:
 def _close(cfg: Config, sessions: Sessions, row: Row, decision: Decision, reason: str) -> Row | None:
     e = row.entry
     assert e.incident_key is not None
-    closed = t.add_row(sessions, replace(e, decision=decision, reason=reason, incident_key=outcome_key(e.incident_key),
-                                         details={}))
+    key = outcome_key(e.incident_key)
+    closed = records.add(sessions, replace(e, decision=decision, reason=reason, incident_key=key, details={}))
     if closed is not None:
         t.notify(closed, cfg.monitor.alerting)
     return closed
@@ -219,10 +226,10 @@ def cleanup_instance(
     claim = Entry(namespace=namespace, instance=instance, action=c.action, decision="failed", reason=INTERRUPTED,
                   window_seconds=c.restart_time_window, incident_key=outcome_key(incident_key),
                   flow_run_id=_run_id(), details={"incident": incident_key})
-    claimed = t.add_row(sessions, claim)
+    claimed = records.add(sessions, claim) or records.retake(sessions, incident_key, _run_id())
     if claimed is None:
         again = f"incident {incident_key} was already handled; nothing was done twice"
-        row = t.add_row(sessions, replace(claim, decision="skipped", incident_key=None, reason=again))
+        row = records.add(sessions, replace(claim, decision="skipped", incident_key=None, reason=again))
         assert row is not None
         t.notify(row, cfg.monitor.alerting)
         return row.to_dict()
@@ -237,8 +244,7 @@ def cleanup_instance(
         if facts.get("rollback"):
             reason = f"{reason} {facts['rollback']}"
     count = facts.pop("restart_count", None)
-    row = t.update_row(sessions, claimed.id, {"decision": decision, "reason": reason, "restart_count": count,
-                                              "details": facts})
+    row = records.update(sessions, claimed.id, decision=decision, reason=reason, restart_count=count, details=facts)
     t.notify(row, cfg.monitor.alerting)
     create_markdown_artifact(markdown=render_outcome(row), key=_artifact_key("cleanup", namespace, instance),
                              description=f"Cleanup of {namespace}/{instance}")
@@ -291,7 +297,10 @@ def _check_and_act(cfg: Config, sessions: Sessions, namespace: str, instance: st
 
 
 def _scale_to_zero(client: KubeClient, live: LiveInstance, facts: dict[str, Any]) -> list[str]:
-    """Annotate every workload with its replicas, then scale each to zero; on failure put back what changed."""
+    """Annotate every workload with its replicas, then scale each to zero; on failure put back what changed.
+
+    A count kept by an earlier scale-to-zero that was never restored stays: it is the one to go back to.
+    """
     ns = live.namespace
     order = scale_order(live)
     annotated: list[Workload] = []
@@ -299,11 +308,12 @@ def _scale_to_zero(client: KubeClient, live: LiveInstance, facts: dict[str, Any]
     try:
         for w in order:
             t.keep_original(client, ns, w)
-            annotated.append(w)
+            if w.original_replicas is None:
+                annotated.append(w)
         for w in order:
             attempted.append(w)
             t.set_replicas(client, ns, w, 0)
-    except CoredumpError:
+    except Exception:
         facts["rollback"] = _undo(client, live, annotated, attempted)
         raise
     return [f"{w.kind} {w.name} ({w.replicas})" for w in order]
@@ -360,7 +370,7 @@ def restore_instance(namespace: str, instance: str, config_path: str | None = No
 
 def _record_restore(cfg: Config, sessions: Sessions, namespace: str, instance: str, decision: Decision,
                     reason: str, restored: list[dict[str, Any]]) -> Row:
-    row = t.add_row(sessions, Entry(namespace=namespace, instance=instance, action="restore", decision=decision,
+    row = records.add(sessions, Entry(namespace=namespace, instance=instance, action="restore", decision=decision,
                                     reason=reason, flow_run_id=_run_id(), details={"restored": restored}))
     assert row is not None
     t.notify(row, cfg.monitor.alerting)

@@ -1,4 +1,4 @@
-"""Cleanup tasks: counting and rows, the Kubernetes calls (retried on transient errors only), helm,
+"""Cleanup tasks: counting, the Kubernetes calls (retried on transient errors only), helm,
 alerts, and the Prefect calls that schedule, inspect and claim the per-instance flow runs."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from prefect.states import Pending, Scheduled
 from coredumps.cleanup import helm, incidents, live, records, scaling, webhook
 from coredumps.cleanup.incidents import RestartTally, Sessions
 from coredumps.cleanup.live import LiveInstance, Workload
-from coredumps.cleanup.records import Entry, Row
+from coredumps.cleanup.records import Row
 from coredumps.cleanup.report import EVENT, message
 from coredumps.config import AlertingConfig, CleanerConfig
 from coredumps.kube.client import KubeClient, KubeNotFoundError
@@ -34,12 +34,11 @@ from tasks.policies import transient_only
 
 log = logging.getLogger(__name__)
 
-_KUBE: dict[str, Any] = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": [1, 3],
+_KUBE: dict[str, Any] = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": [1, 2],
                          "retry_condition_fn": transient_only}
-_DB: dict[str, Any] = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 1,
-                       "retry_condition_fn": transient_only}
+_DB: dict[str, Any] = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 1}
 
-# ---------------------------------------------------------------- counting and rows
+# ---------------------------------------------------------------- counting
 
 
 @task(name="tally-restarts", **_DB)
@@ -58,16 +57,6 @@ def incident(sessions: Sessions, found: RestartTally, window: float) -> tuple[st
     previous = records.last_incident_start(sessions, found.namespace, found.instance)
     start = incidents.incident_start(sessions, found, window, previous)
     return incidents.incident_key(found.namespace, found.instance, start), start
-
-
-@task(name="record-cleanup", **_DB)
-def add_row(sessions: Sessions, entry: Entry) -> Row | None:
-    return records.add(sessions, entry)
-
-
-@task(name="update-cleanup", **_DB)
-def update_row(sessions: Sessions, row_id: int, changes: dict[str, Any]) -> Row:
-    return records.update(sessions, row_id, **changes)
 
 
 # ---------------------------------------------------------------- Kubernetes and helm

@@ -934,6 +934,7 @@ def _expired_event(message: str) -> Obj:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server_version = "kubefake"
     server_fake: FakeKubeServer
 
