@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from coredumps.db.models import AnalysisResult, CoredumpFile, CrashGroup, MilvusInstance, StorageEvent
+from coredumps.db.models import AIAnalysisResult, AnalysisResult, CoredumpFile, CrashGroup, MilvusInstance, StorageEvent
 from coredumps.db.types import utcnow
 from coredumps.diagnosis import Diagnosis
 from coredumps.scoring import Score
@@ -100,6 +100,9 @@ class ProcessResult:
     crash_reason: str | None = None
     group_count: int | None = None
     stored_size: int | None = None
+    ai_status: str | None = None
+    ai_cost_usd: float | None = None
+    ai_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,11 +136,16 @@ def result_of(sessions: Sessions, coredump_id: int, *, duplicate: bool = False) 
         assert row is not None
         group_count = row.crash_group.count if row.crash_group is not None else None
         reason = row.analysis.crash_reason if row.analysis is not None else None
+        ai = session.scalar(select(AIAnalysisResult).where(AIAnalysisResult.coredump_id == row.id)
+                            .order_by(AIAnalysisResult.id.desc()).limit(1))
         return ProcessResult(
             coredump_id=row.id, status=row.status, score=row.score, stored=row.stored,
             location=row.storage_location, skip_reason=row.skip_reason, duplicate=duplicate,
             flow_run_id=row.flow_run_id, error=row.error, signature=row.signature, crash_reason=reason,
             group_count=group_count, stored_size=row.stored_size,
+            ai_status=ai.status if ai is not None else None,
+            ai_cost_usd=ai.cost_usd if ai is not None else None,
+            ai_tokens=(ai.prompt_tokens + ai.completion_tokens) if ai is not None else None,
         )
 
 
@@ -286,6 +294,14 @@ class StoredRow:
     coredump_id: int
     score: float
     group_best: bool
+
+
+def stored_bytes(sessions: Sessions) -> int:
+    """Bytes of every stored copy the database knows."""
+    with sessions() as session:
+        total = session.scalar(select(func.coalesce(func.sum(CoredumpFile.stored_size), 0))
+                               .where(CoredumpFile.stored.is_(True)))
+    return int(total or 0)
 
 
 def stored_rows(sessions: Sessions) -> dict[str, StoredRow]:

@@ -28,3 +28,9 @@ HANDOVER_LATENCY = Histogram(
     buckets=(0.5, 1, 2, 3, 5, 10, 30, 60, 120, 300, 900), registry=REGISTRY,
 )
 STORED_BYTES = Counter("coredump_agent_stored_bytes_total", "Bytes written to storage", registry=REGISTRY)
+AI_ANALYSES = Counter("coredump_agent_ai_analyses_total", "AI root-cause analyses, by status "
+                      "(ok, failed, skipped, reused)", ["status"], registry=REGISTRY)
+AI_COST = Counter("coredump_agent_ai_cost_usd_total", "USD spent on AI analyses", registry=REGISTRY)
+AI_TOKENS = Counter("coredump_agent_ai_tokens_total", "Tokens used by AI analyses", registry=REGISTRY)
+STORAGE_USED = Gauge("coredump_agent_storage_used_bytes", "Bytes of stored coredumps the database knows",
+                     registry=REGISTRY)

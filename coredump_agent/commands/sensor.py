@@ -87,10 +87,12 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     apply_defaults()
     from coredumps.db.engine import init_db
+    from coredumps.records import stored_bytes
     from flows.node_runner import NodeRunner, apply_deployment
     from node_sensor import metrics
     from node_sensor.health import HealthServer, start_metrics
     from node_sensor.sensor import Sensor
+    from tasks.runtime import sessions_for
 
     node = cfg.agent.resolved_node_name()
     init_db(cfg)
@@ -122,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         health.stop()
         return 0
     state["registered"] = True
+    metrics.STORAGE_USED.set(stored_bytes(sessions_for(cfg)))
 
     sensor: Sensor
     detected: dict[Any, float] = {}
@@ -135,6 +138,12 @@ def run(args: argparse.Namespace) -> int:
             metrics.SCORE.observe(float(result["score"]))
         if result and result.get("stored_size") and not result.get("duplicate"):
             metrics.STORED_BYTES.inc(int(result["stored_size"]))
+        if result and result.get("ai_status") and not result.get("duplicate"):
+            metrics.AI_ANALYSES.labels(str(result["ai_status"])).inc()
+            metrics.AI_COST.inc(float(result.get("ai_cost_usd") or 0.0))
+            metrics.AI_TOKENS.inc(int(result.get("ai_tokens") or 0))
+        if result and result.get("stored") and not result.get("duplicate"):
+            metrics.STORAGE_USED.set(stored_bytes(sessions_for(cfg)))
         if result and result.get("group_count"):
             metrics.CRASH_GROUPS.set(int(result["group_count"]))
         started = detected.pop(flow_run.id, None) or (sensor.ledger.detected_at(key) if key else None)

@@ -65,6 +65,8 @@ def test_kept_core_gets_one_analysis_per_crash_group(
     ok = next(r for r in rows(config, AIAnalysisResult) if r.status == "ok")
     assert ok.confidence == 1.0 and ok.prompt_tokens == 1200 and ok.cost_usd == pytest.approx(0.0018)
     assert first["score"] == second["score"] == 10.0
+    assert first["ai_status"] == "ok" and second["ai_status"] == "reused"
+    assert first["ai_cost_usd"] == pytest.approx(0.0018) and first["ai_tokens"] == 1500
 
 
 def test_llm_failure_never_fails_the_run(
