@@ -75,11 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_analyze(sub)
-    from coredump_agent.commands import cleanup, demo, export, process, retention, sensor
+    from coredump_agent.commands import cleanup, dashboard, demo, export, process, retention, sensor
 
     process.add_parser(sub)
     cleanup.add_parser(sub)
     export.add_parser(sub)
+    dashboard.add_parser(sub)
     sensor.add_parser(sub)
     retention.add_parser(sub)
     demo.add_parser(sub)

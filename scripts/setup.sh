@@ -4,12 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+tools=(gdb zstd lz4 xz gcc g++)
+# The test suite drives the dashboard in a real headless Chromium.
+[ "${1:-}" = "--test" ] && tools+=(chromium chromedriver)
 missing=()
-for tool in gdb zstd lz4 xz gcc g++; do
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
-  declare -A pkg=([gdb]=gdb [zstd]=zstd [lz4]=lz4 [xz]=xz-utils [gcc]=gcc [g++]=g++)
+  declare -A pkg=([gdb]=gdb [zstd]=zstd [lz4]=lz4 [xz]=xz-utils [gcc]=gcc [g++]=g++ [chromium]=chromium
+                  [chromedriver]=chromium-driver)
   packages=()
   for tool in "${missing[@]}"; do packages+=("${pkg[$tool]}"); done
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

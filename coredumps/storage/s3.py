@@ -218,6 +218,14 @@ class S3Storage:
         for name in (key, self._sidecar_key(key)):
             self._call("delete_object", Key=name)
 
+    def presign(self, location: str, expires: int) -> str:
+        """A time-limited GET URL for one stored core (the dashboard's viewer fetches it)."""
+        key = self._own_key(location)
+        try:
+            return str(self._fs.sign(f"{self.bucket}/{key}", expiration=int(expires)))
+        except Exception as exc:
+            raise StorageUnavailableError(f"{location}: cannot sign a download URL: {exc}") from exc
+
     def list_objects(self) -> Iterator[ObjectInfo]:
         start = f"{self.prefix}/" if self.prefix else ""
         token: str | None = None

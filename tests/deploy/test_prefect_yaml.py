@@ -24,6 +24,8 @@ FLOW_NAMES = {
     "flows/export_parquet.py:export_parquet": "export-parquet",
     "flows/cleanup.py:cleanup": "cleanup",
     "flows/cleanup.py:cleanup_instance": "cleanup-instance",
+    "flows/viewer.py:viewer": "viewer",
+    "flows/viewer.py:reap_viewers": "reap-viewers",
 }
 POOLS = sorted({e["work_pool"]["name"] for e in ENTRIES})
 

@@ -1,0 +1,282 @@
+"""The dashboard's FastAPI application: overview, instances, coredumps, one coredump, crash groups.
+
+Pages are rendered on the server with Jinja2 (autoescape on: everything from the database is
+escaped). ``launcher(coredump_id, minutes)`` starts a viewer (the ``viewer`` deployment in
+production); ``viewer_lister(coredump_id)`` lists its running viewers. Both are injected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from coredump_agent.dashboard.access import COOKIE, TOKEN_ENV, bearer, token_matches
+from coredump_agent.dashboard.charts import bar_chart
+from coredumps import dashboard_queries as q
+from coredumps import viewer as v
+from coredumps.config import Config
+from coredumps.errors import CoredumpError
+
+Launcher = Callable[[int, int], Any]
+"""``launcher(coredump_id, minutes)``: start a viewer; its return value is shown to the user."""
+ViewerLister = Callable[[int], list[v.Viewer]]
+"""``viewer_lister(coredump_id)``: the viewers the cluster runs for that coredump."""
+
+HERE = Path(__file__).resolve().parent
+PER_PAGE = 25
+
+
+class BadQuery(ValueError):
+    """A query parameter that cannot be used; the message names it."""
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
+    )
+    env.filters["when"] = lambda d: d.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if d else "—"
+    env.filters["score"] = lambda s: "—" if s is None else f"{s:.1f}"
+    env.filters["size"] = _human_size
+    return env
+
+
+def _human_size(n: int | None) -> str:
+    if n is None:
+        return "—"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _int(params: Mapping[str, str], name: str, default: int | None = None) -> int | None:
+    text = params.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise BadQuery(f"{name} must be a whole number, got {text!r}") from None
+
+
+def _float(params: Mapping[str, str], name: str) -> float | None:
+    text = params.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise BadQuery(f"{name} must be a number, got {text!r}") from None
+
+
+def _date(params: Mapping[str, str], name: str) -> date | None:
+    text = params.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise BadQuery(f"{name} must be a date like 2026-01-31, got {text!r}") from None
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A small url-encoded form body, first value of each field."""
+    body = (await request.body())[:8192].decode("utf-8", errors="replace")
+    return {k: vals[0] for k, vals in parse_qs(body).items() if vals}
+
+
+def create_app(cfg: Config, sessions: sessionmaker[Session], *, token: str | None, prefect_ui: str | None,
+               launcher: Launcher | None, viewer_lister: ViewerLister | None = None) -> FastAPI:
+    """The dashboard for ``cfg``'s database, under ``dashboard.path``."""
+    base = "/" + cfg.dashboard.path.strip("/") if cfg.dashboard.path.strip("/") else ""
+    env = _environment()
+    threshold = cfg.analyzer.value_threshold
+    vc = cfg.dashboard.viewer
+    app = FastAPI(title="Milvus coredump agent", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount(f"{base}/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    def authorised(request: Request) -> bool:
+        given = bearer(request.headers.get("authorization")) or request.cookies.get(COOKIE)
+        return token_matches(token, given)
+
+    def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("page", "")
+        html = env.get_template(template).render(
+            base=base, request=request, token_configured=bool(token), signed_in=authorised(request),
+            prefect_ui=prefect_ui, **context)
+        return HTMLResponse(html, status_code=status)
+
+    def problem(request: Request, status: int, message: str) -> HTMLResponse:
+        return render(request, "error.html", status=status, status_code=status, message=message)
+
+    class Guard(BaseHTTPMiddleware):
+        async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+            path = request.url.path
+            public = path in (f"{base}/login", "/healthz") or path.startswith(f"{base}/static/")
+            if token and not public and not authorised(request):
+                if "text/html" in request.headers.get("accept", "") or request.method == "GET":
+                    return render(request, "login.html", status=401, next=path, failed=False)
+                return PlainTextResponse("a dashboard token is required", status_code=401)
+            return await call_next(request)
+
+    app.add_middleware(Guard)
+
+    @app.exception_handler(BadQuery)
+    async def bad_query(request: Request, exc: BadQuery) -> HTMLResponse:
+        return problem(request, 400, str(exc))
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    def healthz() -> str:
+        return "ok"
+
+    if base:
+        @app.get("/", include_in_schema=False)
+        def root() -> RedirectResponse:
+            return RedirectResponse(f"{base}/", status_code=307)
+
+        @app.get(base, include_in_schema=False)
+        def bare() -> RedirectResponse:
+            return RedirectResponse(f"{base}/", status_code=307)
+
+    def sign_in(request: Request, given: str | None, wanted: str) -> Response:
+        target = wanted if wanted.startswith(f"{base}/") and not wanted.startswith("//") else f"{base}/"
+        if given is None:
+            return render(request, "login.html", next=target, failed=False)
+        if not token:
+            return problem(request, 400, f"no dashboard token is configured; set {TOKEN_ENV} to use one")
+        if not token_matches(token, given):
+            return render(request, "login.html", status=401, next=target, failed=True)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(COOKIE, given, httponly=True, samesite="strict", path=base or "/",
+                            secure=request.url.scheme == "https")
+        return response
+
+    @app.get(f"{base}/login", response_class=HTMLResponse)
+    def login(request: Request) -> Response:
+        return sign_in(request, request.query_params.get("token"), request.query_params.get("next", ""))
+
+    @app.post(f"{base}/login", response_class=HTMLResponse)
+    async def login_form(request: Request) -> Response:
+        form = await _form(request)
+        return sign_in(request, form.get("token", ""), form.get("next", ""))
+
+    @app.get(f"{base}/", response_class=HTMLResponse)
+    def overview(request: Request) -> HTMLResponse:
+        with sessions() as s:
+            counts = q.overview(s, threshold)
+            trend = q.trend_per_day(s, threshold, days=30)
+            scores = q.score_distribution(s)
+            activity = q.recent_activity(s, 20)
+        trend_chart = bar_chart([(d.day.isoformat(), d.count) for d in trend])
+        score_chart = bar_chart([(f"{b.low}–{b.high}", b.count) for b in scores], width=400)
+        return render(request, "overview.html", page="overview", counts=counts, threshold=threshold,
+                      trend=trend, trend_chart=trend_chart, scores=scores, score_chart=score_chart,
+                      activity=activity)
+
+    @app.get(f"{base}/instances", response_class=HTMLResponse)
+    def instances(request: Request) -> HTMLResponse:
+        with sessions() as s:
+            rows = q.instances(s)
+        return render(request, "instances.html", page="instances", rows=rows)
+
+    @app.get(f"{base}/coredumps", response_class=HTMLResponse)
+    def coredumps(request: Request) -> HTMLResponse:
+        params = request.query_params
+        filters = q.CoredumpFilter(
+            instance=params.get("instance") or None, signal=params.get("signal") or None,
+            min_score=_float(params, "min_score"), max_score=_float(params, "max_score"),
+            crash_group_id=_int(params, "group"), since=_date(params, "since"), until=_date(params, "until"),
+            status=params.get("status") or None,
+        )
+        sort = params.get("sort", "created")
+        if sort not in q.SORT_KEYS:
+            raise BadQuery(f"sort must be one of {', '.join(q.SORT_KEYS)}, got {sort!r}")
+        order = params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise BadQuery(f"order must be asc or desc, got {order!r}")
+        page_no = _int(params, "page", 1) or 1
+        per_page = _int(params, "per_page", PER_PAGE) or PER_PAGE
+        with sessions() as s:
+            result = q.list_coredumps(s, filters, sort=sort, descending=order == "desc", page=page_no,
+                                      per_page=per_page)
+            choices = q.filter_choices(s)
+        kept = {k: val for k, val in params.items() if val and k != "page"}
+
+        def page_url(n: int) -> str:
+            return f"{base}/coredumps?" + urlencode({**kept, "page": n})
+
+        def sort_url(key: str) -> str:
+            flip = "asc" if sort == key and order == "desc" else "desc"
+            rest = {k: val for k, val in kept.items() if k not in ("sort", "order")}
+            return f"{base}/coredumps?" + urlencode({**rest, "sort": key, "order": flip})
+
+        return render(request, "coredumps.html", page="coredumps", result=result, filters=params,
+                      choices=choices, page_url=page_url, sort_url=sort_url, sort=sort, order=order)
+
+    @app.get(f"{base}/coredumps/{{coredump_id}}", response_class=HTMLResponse)
+    def coredump(request: Request, coredump_id: int) -> HTMLResponse:
+        with sessions() as s:
+            detail = q.coredump_detail(s, coredump_id)
+        if detail is None:
+            return problem(request, 404, f"there is no coredump with id {coredump_id}")
+        viewers: list[v.Viewer] = []
+        viewer_error = None
+        if viewer_lister is not None:
+            try:
+                now = datetime.now(UTC)
+                viewers = [x for x in viewer_lister(coredump_id) if not x.expired(now)]
+            except CoredumpError as exc:
+                viewer_error = str(exc)
+        run_url = f"{prefect_ui.rstrip('/')}/runs/flow-run/{detail.flow_run_id}" \
+            if prefect_ui and detail.flow_run_id else None
+        breakdown = sorted(((k, val) for k, val in detail.score_breakdown.items() if isinstance(val, int | float)),
+                           key=lambda kv: -float(kv[1]))
+        return render(request, "coredump.html", page="coredumps", d=detail, run_url=run_url, viewers=viewers,
+                      viewer_error=viewer_error, breakdown=breakdown, launched=request.query_params.get("launched"),
+                      can_launch=launcher is not None and vc.enabled, vc=vc)
+
+    @app.post(f"{base}/coredumps/{{coredump_id}}/viewer", response_class=HTMLResponse)
+    async def launch(request: Request, coredump_id: int) -> Response:
+        if not token:
+            return problem(request, 403, f"launching a viewer needs a dashboard token; set {TOKEN_ENV} "
+                                         "and restart the dashboard")
+        if not authorised(request):
+            return problem(request, 401, "launching a viewer needs the dashboard token; sign in first")
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host"):
+            return problem(request, 403, "the request came from another site; launch the viewer from this page")
+        if launcher is None or not vc.enabled:
+            return problem(request, 503, "launching viewers is not enabled on this dashboard")
+        raw = (await _form(request)).get("minutes") or str(vc.default_duration)
+        try:
+            minutes = v.duration_minutes(int(raw), vc)
+        except (ValueError, CoredumpError):
+            return problem(request, 400, f"minutes must be a whole number from 1 to {vc.max_duration}, got {raw!r}")
+        try:
+            await run_in_threadpool(launcher, coredump_id, minutes)
+        except CoredumpError as exc:
+            return problem(request, 409, str(exc))
+        return RedirectResponse(f"{base}/coredumps/{coredump_id}?launched={minutes}", status_code=303)
+
+    @app.get(f"{base}/groups", response_class=HTMLResponse)
+    def groups(request: Request) -> HTMLResponse:
+        with sessions() as s:
+            rows = q.crash_groups(s, days=14)
+        charts = {g.id: bar_chart([(d.day.isoformat(), d.count) for d in g.trend], width=140, height=24, gap=1)
+                  for g in rows}
+        return render(request, "groups.html", page="groups", rows=rows, charts=charts)
+
+    return app

@@ -1,0 +1,30 @@
+"""Where the dashboard may listen: loopback only unless a token is configured."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from coredump_agent.commands import dashboard as command
+from coredump_agent.dashboard import UnsafeBindError, check_bind
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_loopback_needs_no_token(host: str) -> None:
+    check_bind(host, None)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "dashboard.example"])
+def test_other_addresses_are_refused_without_a_token(host: str) -> None:
+    with pytest.raises(UnsafeBindError, match="COREDUMP_AGENT_DASHBOARD_TOKEN"):
+        check_bind(host, None)
+    check_bind(host, "a-token")
+
+
+def test_the_command_refuses_to_bind_everywhere_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COREDUMP_AGENT_DASHBOARD_TOKEN", raising=False)
+    args = argparse.Namespace(config=None, host="0.0.0.0", port=None, prefect_ui=None,
+                              viewer_deployment="viewer/cluster")
+    with pytest.raises(UnsafeBindError, match=r"refusing to serve the dashboard on 0\.0\.0\.0"):
+        command.run(args)

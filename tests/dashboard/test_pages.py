@@ -1,0 +1,166 @@
+"""Every dashboard page over a database filled by real flow runs, through real HTTP on loopback."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from coredumps.db import CoredumpFile
+from tests.dashboard.conftest import BULK, HOSTILE, TOKEN, Filled, Served, stored_id
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ESCAPED = "&lt;script&gt;alert(&#34;owned&#34;)&lt;/script&gt;"
+
+
+def rows(html: str, css: str = "coredump") -> list[str]:
+    return re.findall(rf'<tr class="{css}[^"]*"[^>]*>(.*?)</tr>', html, re.S)
+
+
+def scores(html: str) -> list[float]:
+    return [float(s) for s in re.findall(r'<td class="score">([0-9.]+)</td>', html)]
+
+
+def test_overview_counts_charts_and_activity(dashboard: Callable[..., Served], filled: Filled) -> None:
+    d = dashboard()
+    page = d.page("/", headers=AUTH)
+    assert page.status_code == 200
+    html = page.text
+    total = len(filled.runs) + BULK
+    assert f'<span class="n" id="count-coredumps">{total}</span>' in html
+    high = sum(1 for r in filled.runs.values() if r["score"] >= filled.cfg.analyzer.value_threshold) \
+        + sum(1 for n in range(BULK) if n % 10 >= filled.cfg.analyzer.value_threshold)
+    assert f'id="count-high-value">{high}</span>' in html
+    assert 'id="count-groups">3</span>' in html
+    assert html.count("<svg") == 2 and "<script" not in html
+    assert HOSTILE not in html and "core.&lt;script&gt;" in html
+
+
+def test_instances_show_pods_restarts_coredumps_and_pending_cleanups(dashboard: Callable[..., Served]) -> None:
+    html = dashboard().page("/instances", headers=AUTH).text
+    mine = next(r for r in rows(html, "instance") if "<td>my-release</td>" in r)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", mine, re.S)
+    assert cells[2] == "helm" and "my-release-milvus-standalone-0" in cells[4]
+    assert cells[5] == "7" and ">3</a>" in cells[6] and cells[7] == "1"
+    assert any("<td>other-release</td>" in r for r in rows(html, "instance"))
+    assert HOSTILE not in html and ESCAPED in html
+
+
+def test_coredumps_paginate(dashboard: Callable[..., Served], filled: Filled) -> None:
+    d = dashboard()
+    first = d.page("/coredumps", headers=AUTH).text
+    total = len(filled.runs) + BULK
+    assert f"{total} coredumps; page 1 of 2" in first and len(rows(first)) == 25
+    assert 'rel="next"' in first and 'rel="prev"' not in first
+    second = d.page("/coredumps", params={"page": 2}, headers=AUTH).text
+    assert len(rows(second)) == total - 25 and 'rel="prev"' in second
+    ids = set(re.findall(r'<tr class="coredump" data-id="(\d+)"', first + second))
+    assert len(ids) == total
+
+
+def test_coredumps_filter_by_instance_signal_score_group_and_date(
+        dashboard: Callable[..., Served], filled: Filled) -> None:
+    d = dashboard()
+    assert "30 coredumps" in d.page("/coredumps", params={"instance": "bulk"}, headers=AUTH).text
+    assert "15 coredumps" in d.page("/coredumps", params={"signal": "SIGBUS"}, headers=AUTH).text
+    high = d.page("/coredumps", params={"min_score": 8, "per_page": 100}, headers=AUTH).text
+    assert scores(high) and min(scores(high)) >= 8
+    ranged = d.page("/coredumps", params={"min_score": 2, "max_score": 3, "instance": "bulk"}, headers=AUTH).text
+    assert sorted(set(scores(ranged))) == [2.0, 3.0]
+    with filled.sessions() as s:
+        row = s.get(CoredumpFile, stored_id(filled))
+        assert row is not None and row.crash_group_id is not None
+        group = row.crash_group_id
+    grouped = d.page("/coredumps", params={"group": group}, headers=AUTH).text
+    assert "2 coredumps" in grouped
+    until = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    old = d.page("/coredumps", params={"until": until, "per_page": 100}, headers=AUTH).text
+    assert "12 coredumps" in old and all("core.bulk" in r or "core.&lt;" in r for r in rows(old))
+
+
+def test_coredumps_sort_and_keep_filters_in_links(dashboard: Callable[..., Served]) -> None:
+    d = dashboard()
+    html = d.page("/coredumps", params={"sort": "score", "order": "asc", "instance": "bulk"}, headers=AUTH).text
+    found = scores(html)
+    assert found == sorted(found) and found[0] == 0.0
+    assert re.search(r'rel="next" href="[^"]*instance=bulk[^"]*"', html)
+
+
+def test_bad_filter_is_a_clear_400(dashboard: Callable[..., Served]) -> None:
+    page = dashboard().page("/coredumps", params={"min_score": "high"}, headers=AUTH)
+    assert page.status_code == 400 and "min_score must be a number, got &#39;high&#39;" in page.text
+
+
+def test_coredump_detail_shows_diagnosis_frames_score_storage_group_and_flow_run(
+        dashboard: Callable[..., Served], filled: Filled) -> None:
+    d = dashboard()
+    cid = stored_id(filled)
+    run = filled.runs["segv-a"]
+    html = d.page(f"/coredumps/{cid}", headers=AUTH).text
+    assert '<dd id="signal">SIGSEGV' in html
+    assert re.search(r'<dd id="crash-reason">[^<—]+</dd>', html)
+    assert "segment_rows" in html
+    assert '<table id="breakdown"' in html and "pod_association" in html
+    assert f'<dd class="mono" id="location">{run["location"]}</dd>' in html
+    other = stored_id(filled, "segv-b")
+    assert f'href="/dashboard/coredumps/{other}"' in html
+    assert f'href="http://prefect.example:4200/runs/flow-run/{run["flow_run_id"]}"' in html
+    assert 'id="launch-viewer"' not in html, "no launcher was given"
+
+
+def test_missing_coredump_is_404(dashboard: Callable[..., Served]) -> None:
+    page = dashboard().page("/coredumps/999999", headers=AUTH)
+    assert page.status_code == 404 and "no coredump with id 999999" in page.text
+
+
+def test_crash_groups_have_counts_first_last_seen_and_trend(dashboard: Callable[..., Served]) -> None:
+    html = dashboard().page("/groups", headers=AUTH).text
+    groups = rows(html, "group")
+    assert len(groups) == 3
+    counts = sorted(int(n) for g in groups for n in re.findall(r'<td class="count">(\d+)</td>', g))
+    assert counts == [1, 1, 2]
+    assert all('class="spark"' in g for g in groups)
+
+
+def test_every_page_needs_the_token_when_one_is_set(dashboard: Callable[..., Served], filled: Filled) -> None:
+    d = dashboard()
+    for path in ("/", "/instances", "/coredumps", f"/coredumps/{stored_id(filled)}", "/groups"):
+        refused = d.page(path)
+        assert refused.status_code == 401 and 'id="token"' in refused.text
+        assert d.page(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert d.page(path, headers=AUTH).status_code == 200
+    assert d.page("/login", params={"token": "wrong"}).status_code == 401
+    signed = d.page("/login", params={"token": TOKEN, "next": "/dashboard/groups"})
+    assert signed.status_code == 303 and signed.headers["location"] == "/dashboard/groups"
+    assert "httponly" in signed.headers["set-cookie"].lower()
+    assert d.page("/groups").status_code == 200, "the cookie signs the browser in"
+    d.client.cookies.clear()
+    posted = d.client.post("/dashboard/login", data={"token": TOKEN, "next": "/dashboard/instances"})
+    assert posted.status_code == 303 and posted.headers["location"] == "/dashboard/instances"
+    assert d.page("/instances").status_code == 200
+
+
+def test_without_a_token_pages_are_open_but_launching_is_refused(
+        dashboard: Callable[..., Served], filled: Filled) -> None:
+    launched: list[tuple[int, int]] = []
+    d = dashboard(token=None, launcher=lambda cid, minutes: launched.append((cid, minutes)))
+    cid = stored_id(filled)
+    assert d.page("/").status_code == 200
+    refused = d.client.post(f"/dashboard/coredumps/{cid}/viewer", data={"minutes": "5"})
+    assert refused.status_code == 403 and "COREDUMP_AGENT_DASHBOARD_TOKEN" in refused.text
+    assert launched == []
+
+
+def test_launch_needs_the_token_and_caps_the_duration(dashboard: Callable[..., Served], filled: Filled) -> None:
+    launched: list[tuple[int, int]] = []
+    d = dashboard(launcher=lambda cid, minutes: launched.append((cid, minutes)))
+    cid = stored_id(filled)
+    url = f"/dashboard/coredumps/{cid}/viewer"
+    assert d.client.post(url, data={"minutes": "5"}).status_code == 401
+    foreign = d.client.post(url, data={"minutes": "5"}, headers={**AUTH, "Origin": "http://evil.example"})
+    assert foreign.status_code == 403
+    ok = d.client.post(url, data={"minutes": "500"}, headers=AUTH)
+    assert ok.status_code == 303 and ok.headers["location"] == f"/dashboard/coredumps/{cid}?launched=120"
+    assert launched == [(cid, 120)]
+    assert d.client.post(url, data={"minutes": "soon"}, headers=AUTH).status_code == 400
+    assert 'id="launch-viewer"' in d.page(f"/coredumps/{cid}", headers=AUTH).text
