@@ -106,11 +106,14 @@ class LocalStorage:
             for stem in candidate_stems(request):
                 path = folder / (stem + SUFFIXES[self.compression])
                 found = self._probe(path, request, source_size)
-                if found == "taken":
+                if found == "taken" or (found == "free" and not self._claim(path, request)):
                     continue
                 if isinstance(found, StoredObject):
                     return found
-                return self._write(request, path, source_size)
+                try:
+                    return self._write(request, path, source_size)
+                finally:
+                    self._claim_path(path).unlink(missing_ok=True)
         raise StorageRejectedError(f"{folder}: too many different cores share the name {path.name}; not stored")
 
     def delete(self, location: str) -> None:
@@ -166,6 +169,27 @@ class LocalStorage:
         document = sidecar_document(request, record)
         self._write_atomic(sidecar, lambda out: _write_bytes(out, document))
         return StoredObject(str(path), str(sidecar), size, sha256, self.compression)
+
+    @staticmethod
+    def _claim_path(path: Path) -> Path:
+        return path.with_name(f".{path.name}.claim")
+
+    def _claim(self, path: Path, request: StoreRequest) -> bool:
+        """Reserve a free name for this core, so that two stores running at once never pick the same one."""
+        claim = self._claim_path(path)
+        owner = (request.source_id or "").encode()
+        try:
+            descriptor = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            try:
+                return claim.read_bytes() == owner  # our own claim, left by an interrupted store
+            except FileNotFoundError:
+                return self._claim(path, request)
+        try:
+            os.write(descriptor, owner)
+        finally:
+            os.close(descriptor)
+        return True
 
     def _write_atomic(self, path: Path, fill: Callable[[BinaryIO], tuple[int, str]]) -> tuple[int, str]:
         temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")

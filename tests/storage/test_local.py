@@ -306,3 +306,21 @@ def test_make_storage_builds_the_configured_backend(tmp_path: Path) -> None:
         StorageConfig.model_validate({"backend": "nfs", "nfsPath": str(tmp_path), "compression": "gzip"})
     )
     assert (nfs.backend, nfs.compression) == ("nfs", "gzip")
+
+
+def test_concurrent_stores_of_different_cores_with_one_name_never_share_an_object(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    storage = storage_factory()
+    sources = [make_core(2**20, name=f"c{i}") for i in range(8)]  # equal size, equal stem
+
+    def store(index: int) -> str:
+        return storage.store(request(sources[index], source_id=f"node:1:{index}:1048576:1")).location
+
+    with ThreadPoolExecutor(8) as pool:
+        locations = list(pool.map(store, range(8)))
+    assert len(set(locations)) == 8
+    assert len(list(storage.list_objects())) == 8
+    assert not [p for p in Path(locations[0]).parent.iterdir() if p.name.endswith(".claim")]
