@@ -265,7 +265,7 @@ class MonitorConfig(Section):
 
 class ViewerConfig(Section):
     enabled: bool = Field(True, description="Allow launching viewer pods.")
-    image: str = Field("ghcr.io/milvus-io/coredump-viewer:latest", description="Image with GDB and ttyd.")
+    image: str = Field("milvus-coredump-viewer:0.1.0", description="Image with GDB and ttyd (deploy/viewer).")
     default_duration: int = Field(30, ge=1, description="Minutes a viewer lives by default.")
     max_duration: int = Field(120, ge=1, description="Longest a viewer may live, in minutes.")
     max_concurrent_pods: int = Field(3, ge=1, description="Viewers running at once.")
