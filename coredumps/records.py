@@ -9,14 +9,22 @@ file) finds its row and updates it: never a second row, never a double count.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from coredumps.db.models import AIAnalysisResult, AnalysisResult, CoredumpFile, CrashGroup, MilvusInstance, StorageEvent
+from coredumps.db.models import (
+    AIAnalysisResult,
+    AnalysisResult,
+    CoredumpFile,
+    CrashGroup,
+    MilvusInstance,
+    RestartEvent,
+    StorageEvent,
+)
 from coredumps.db.types import utcnow
 from coredumps.diagnosis import Diagnosis
 from coredumps.scoring import Score
@@ -330,3 +338,40 @@ def record_deletion(sessions: Sessions, location: str, coredump_id: int | None, 
             if row is not None:
                 row.stored, row.status = False, "expired"
         session.commit()
+
+
+def count_crash(sessions: Sessions, coredump_id: int, window: float = 120.0) -> bool:
+    """Count a correlated core's crash for its instance, unless the sensor already saw that restart.
+
+    Cleanup counts restarts per instance from restart_events; where no pod watch recorded the restart
+    (no cluster access, or a restart the watch missed), the core itself is the evidence. A restart row
+    within ``window`` seconds of the crash on the same pod (or instance, when the pod is unknown) means
+    it was counted already. Returns True when a row was added.
+    """
+    with sessions() as session:
+        row = session.get(CoredumpFile, coredump_id)
+        if row is None or not row.instance_name:
+            return False
+        crash = row.crash_time or row.mtime
+        near = select(RestartEvent.id).where(
+            RestartEvent.finished_at >= crash - timedelta(seconds=window),
+            RestartEvent.finished_at <= crash + timedelta(seconds=window),
+        )
+        near = near.where(RestartEvent.pod_name == row.pod_name) if row.pod_name else near.where(
+            RestartEvent.instance_name == row.instance_name)
+        if session.scalar(near.limit(1)) is not None:
+            return False
+        signal = row.signal_number
+        session.add(RestartEvent(
+            node_name=row.node_name, namespace=row.pod_namespace or "default", pod_name=row.pod_name or "unknown",
+            pod_uid=f"core-{row.id}", container_name=row.container_name or "unknown",
+            instance_id=row.instance_id, instance_name=row.instance_name, restart_count=0,
+            exit_code=128 + signal if signal else None, reason="coredump", signal=signal, is_panic=row.is_panic,
+            finished_at=crash,
+        ))
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            return False
+        return True

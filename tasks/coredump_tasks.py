@@ -103,7 +103,9 @@ def store(sessions: Sessions, coredump_id: int, facts: FileFacts, corr: Correlat
 @task(name="record", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def record(sessions: Sessions, coredump_id: int, status: str, skip_reason: str | None,
            error: str | None) -> ProcessResult:
-    """The file's final status; a stored file's row was completed by the store itself."""
+    """The file's final status (a stored file's row was completed by the store itself), and its crash
+    counted for its instance's cleanup limit where no restart event covers it."""
     if status != "stored":
         records.finish(sessions, coredump_id, status, skip_reason=skip_reason, error=error)
+    records.count_crash(sessions, coredump_id)
     return records.result_of(sessions, coredump_id)

@@ -250,3 +250,29 @@ def test_a_run_killed_after_storing_is_finished_by_the_next_without_a_second_cop
     assert result["stored"] is True
     assert len(rows(config, CoredumpFile)) == 1
     assert len(list((tmp_path / "data" / "coredumps").rglob("*.core.zst"))) == 1
+
+
+def test_a_correlated_core_counts_for_its_instance_unless_a_restart_event_covers_it(
+    run: Callable[..., dict[str, Any]], crash_cores: CoreFactory, agent_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from coredumps.db import RestartEvent
+
+    config = agent_config()
+    core, exe = crash_cores("segv")
+    first = copy_core(core, tmp_path / "p1" / "core")
+    run(first, config, exe=str(exe), pod="milvus/qn-0", container="querynode", instance="rel")
+    [counted] = rows(config, RestartEvent)
+    assert counted.reason == "coredump" and counted.instance_name == "rel" and counted.pod_name == "qn-0"
+    assert counted.signal == 11 and counted.exit_code == 139
+
+    engine = make_engine(load_config(config).database_url())
+    with session_factory(engine)() as session:
+        session.add(RestartEvent(node_name="n", namespace="milvus", pod_name="qn-1", pod_uid="uid-qn-1",
+                                 container_name="querynode", instance_name="rel", restart_count=4, exit_code=139,
+                                 reason="Error", signal=11, finished_at=datetime.now(tz=UTC)))
+        session.commit()
+    second = copy_core(core, tmp_path / "p2" / "core")
+    run(second, config, exe=str(exe), pod="milvus/qn-1", container="querynode", instance="rel")
+    assert sorted(r.pod_name for r in rows(config, RestartEvent)) == ["qn-0", "qn-1"]
