@@ -9,7 +9,7 @@ file) finds its row and updates it: never a second row, never a double count.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -291,10 +291,6 @@ def set_flow_run(sessions: Sessions, coredump_id: int, flow_run_id: str | None) 
         if row is not None and flow_run_id:
             row.flow_run_id = flow_run_id
             session.commit()
-
-
-def utc_from_timestamp(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 @dataclass(frozen=True)

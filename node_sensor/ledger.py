@@ -135,11 +135,6 @@ class Ledger:
             db.execute("UPDATE files SET state = ?, updated_at = ? WHERE key = ?", (state, time.time(), row[0]))
             return str(row[0])
 
-    def key_of(self, flow_run_id: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT key FROM files WHERE flow_run_id = ?", (flow_run_id,)).fetchone()
-        return str(row[0]) if row else None
-
     def detected_at(self, key: str) -> float | None:
         with self._lock:
             row = self._db.execute("SELECT detected_at FROM files WHERE key = ?", (key,)).fetchone()
