@@ -23,13 +23,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from coredumps.config import CollectorConfig
-from coredumps.errors import BadInputError
+from coredumps.inputs import stat_regular
 from coredumps.units import format_size
 
 NAME_MAX = 255
@@ -159,30 +158,9 @@ class FileIdentity:
         return f"sha256-{digest}:{tail}"
 
 
-def shown(path: Path | str) -> str:
-    """A path as it may appear in a message: control characters escaped."""
-    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(path))
-
-
 def identify(path: Path, node: str) -> FileIdentity:
     """The identity of a regular file from lstat(); a symlink, directory, FIFO or missing file is BadInputError."""
-    try:
-        st = path.lstat()
-    except FileNotFoundError as exc:
-        raise BadInputError(f"{shown(path)}: no such file; it was removed or renamed before it was read") from exc
-    except PermissionError as exc:
-        raise BadInputError(f"{shown(path)}: permission denied; give the agent read access to the folder") from exc
-    except OSError as exc:
-        raise BadInputError(f"{shown(path)}: cannot be examined: {exc.strerror or exc}") from exc
-    if stat.S_ISLNK(st.st_mode):
-        raise BadInputError(f"{shown(path)}: is a symbolic link; only regular core files are read, never a link")
-    if stat.S_ISDIR(st.st_mode):
-        raise BadInputError(f"{shown(path)}: is a directory, not a core file")
-    if not stat.S_ISREG(st.st_mode):
-        raise BadInputError(
-            f"{shown(path)}: is not a regular file (a FIFO, socket or device); only core files are read"
-        )
-    return FileIdentity.from_stat(node, st)
+    return FileIdentity.from_stat(node, stat_regular(path, follow_symlinks=False))
 
 
 def inside_folder(path: Path, folder: Path) -> bool:

@@ -33,24 +33,41 @@ _MAGIC: dict[bytes, Compression] = {
 ELF_MAGIC = b"\x7fELF"
 
 
+def shown(path: Path | str) -> str:
+    """A path as it may appear in a message: control characters escaped."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(path))
+
+
+def stat_regular(path: Path, *, follow_symlinks: bool = True) -> os.stat_result:
+    """stat() (or lstat()) the path and insist on a regular file; anything else is one clear BadInputError."""
+    try:
+        st = path.stat() if follow_symlinks else path.lstat()
+    except FileNotFoundError as exc:
+        raise BadInputError(f"{shown(path)}: no such file") from exc
+    except PermissionError as exc:
+        raise BadInputError(f"{shown(path)}: permission denied; the agent cannot read it") from exc
+    except OSError as exc:
+        raise BadInputError(f"{shown(path)}: cannot be read: {exc.strerror or exc}") from exc
+    if stat.S_ISLNK(st.st_mode):
+        raise BadInputError(f"{shown(path)}: is a symbolic link; only regular core files are read, never a link")
+    if stat.S_ISDIR(st.st_mode):
+        raise BadInputError(f"{shown(path)}: is a directory, not a core file")
+    if not stat.S_ISREG(st.st_mode):
+        raise BadInputError(
+            f"{shown(path)}: is not a regular file (a FIFO, socket or device); only core files are read"
+        )
+    return st
+
+
 def check_regular_file(path: Path) -> os.stat_result:
     """stat() the path and insist on a readable, non-empty regular file."""
-    try:
-        st = path.stat()
-    except FileNotFoundError as exc:
-        raise BadInputError(f"{path}: no such file") from exc
-    except PermissionError as exc:
-        raise BadInputError(f"{path}: permission denied; the agent cannot read it") from exc
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
-    if stat.S_ISDIR(st.st_mode):
-        raise BadInputError(f"{path}: is a directory, not a core file")
-    if not stat.S_ISREG(st.st_mode):
-        raise BadInputError(f"{path}: is not a regular file (a FIFO, socket or device); only core files are read")
+    st = stat_regular(path)
     if st.st_size == 0:
-        raise BadInputError(f"{path}: is empty (0 bytes); the core was not written, check the core size limits")
+        raise BadInputError(
+            f"{shown(path)}: is empty (0 bytes); the core was not written, check the core size limits"
+        )
     if not os.access(path, os.R_OK):
-        raise BadInputError(f"{path}: permission denied; the agent cannot read it")
+        raise BadInputError(f"{shown(path)}: permission denied; the agent cannot read it")
     return st
 
 
