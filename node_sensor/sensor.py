@@ -23,8 +23,9 @@ from typing import Any
 from prefect.client.schemas.objects import FlowRun
 
 from coredumps.config import Config
-from coredumps.corefiles import FileIdentity, shown
+from coredumps.corefiles import FileIdentity
 from coredumps.errors import BadInputError
+from coredumps.inputs import shown
 from node_sensor import handover, metrics
 from node_sensor.ledger import Entry, Ledger
 from node_sensor.watcher import Tracker, start_observer
