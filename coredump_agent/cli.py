@@ -9,12 +9,14 @@ never a traceback. Heavy imports happen inside the subcommand that needs them.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from coredump_agent.entry import subcommand
 from coredumps.errors import AnalysisTimeoutError, BadInputError, ConfigError, CoredumpError
 
 EXIT_OK = 0
@@ -62,7 +64,15 @@ def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     parser.set_defaults(handler=analyze.run)
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Each subcommand and the module under coredump_agent.commands that defines it, in --help order.
+_COMMAND_MODULES = {
+    "process": "process", "cleanup": "cleanup", "export-parquet": "export", "dashboard": "dashboard",
+    "sensor": "sensor", "retention": "retention", "demo": "demo",
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``command`` (a known subcommand) only that one is set up."""
     parser = argparse.ArgumentParser(
         prog="coredump-agent",
         description="Catch, analyse, score and store the coredumps of crashed Milvus processes.",
@@ -74,22 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_analyze(sub)
-    from coredump_agent.commands import cleanup, dashboard, demo, export, process, retention, sensor
-
-    process.add_parser(sub)
-    cleanup.add_parser(sub)
-    export.add_parser(sub)
-    dashboard.add_parser(sub)
-    sensor.add_parser(sub)
-    retention.add_parser(sub)
-    demo.add_parser(sub)
+    known = command == "analyze" or command in _COMMAND_MODULES
+    if not known or command == "analyze":
+        _add_analyze(sub)
+    for name, module in _COMMAND_MODULES.items():
+        if not known or command == name:
+            importlib.import_module(f"coredump_agent.commands.{module}").add_parser(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, early_gdb: Any = None) -> int:
+    """Run one command. ``early_gdb`` is a GDB the console script started first (see ``entry``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(subcommand(argv))
     args = parser.parse_args(argv)
+    args.early_gdb = early_gdb
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -119,4 +128,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from coredump_agent.entry import main as entry
+
+    entry()

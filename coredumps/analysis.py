@@ -1,6 +1,8 @@
 """Turn a core file into a Diagnosis: ELF notes first, then GDB over MI.
 
-    analyze_core(path, analyzer_cfg, exe=None) -> Diagnosis
+    analyze_core(path, analyzer_cfg, exe=None, prepared=None) -> Diagnosis
+
+``prepared`` is a load that ``core_load.prepare_core`` started before the config was known.
 
 The ELF notes give the signal, siginfo, PID, threads, mapped files and
 truncation without GDB; GDB gives symbolised stacks, registers, libraries and
@@ -11,22 +13,24 @@ and say how many were left out.
 from __future__ import annotations
 
 import ast
+import contextlib
 import logging
 import os
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from coredumps.config import AnalyzerConfig
+from coredumps.core_load import Loading, gdb_launch
 from coredumps.diagnosis import Diagnosis, Frame, Library, ThreadStack
-from coredumps.elfcore import CoreNotes, build_id_of_file, build_ids_from_core, read_core_notes
-from coredumps.errors import BadInputError
-from coredumps.gdb import GdbSession, MIResult, quote
+from coredumps.gdb import GdbSession, MIResult
 from coredumps.inputs import plain_core
 from coredumps.reasons import CrashFacts, describe_crash, go_panic
 from coredumps.scoring import has_panic_keyword
 from coredumps.signatures import crash_signature
+
+if TYPE_CHECKING:
+    from coredumps.config import AnalyzerConfig
 
 log = logging.getLogger(__name__)
 
@@ -61,37 +65,6 @@ def _frame(raw: dict[str, Any], libraries: list[tuple[int, int, str]], executabl
     )
 
 
-def _resolve_executable(
-    notes: CoreNotes, exe: str | None, cfg: AnalyzerConfig, build_ids: dict[str, str], warnings: list[str]
-) -> str | None:
-    if exe:
-        path = Path(exe)
-        if not path.is_file():
-            raise BadInputError(f"{exe}: the executable given with --exe does not exist or is not a file")
-        return str(path)
-    if cfg.executable:
-        return cfg.executable
-    recorded = notes.executable
-    if not recorded:
-        warnings.append("the core does not record its executable; pass --exe for symbolised frames")
-        return None
-    candidate = Path(cfg.sysroot) / recorded.lstrip("/") if cfg.sysroot else Path(recorded)
-    if not candidate.is_file():
-        warnings.append(
-            f"executable {recorded} is not on this machine; pass --exe or set analyzer.sysroot for symbolised frames"
-        )
-        return None
-    expected = build_ids.get(recorded)
-    actual = build_id_of_file(candidate)
-    if expected and actual and expected != actual:
-        warnings.append(
-            f"{candidate} is not the binary that crashed (build-id {actual[:12]} != {expected[:12]});"
-            " pass --exe with the right build"
-        )
-        return None
-    return str(candidate)
-
-
 def _parse_string_value(result: MIResult) -> str | None:
     if not result.ok:
         return None
@@ -106,33 +79,13 @@ def _parse_string_value(result: MIResult) -> str | None:
     return str(text).strip() or None
 
 
-class _Run:
-    """One GDB session over one core; builds the Diagnosis pieces."""
+class _Stacks:
+    """Frames of one thread at a time, with library names filled in from the mapped ranges."""
 
-    def __init__(self, gdb: GdbSession, cfg: AnalyzerConfig, executable: str | None) -> None:
+    def __init__(self, gdb: GdbSession, executable: str | None) -> None:
         self.gdb = gdb
-        self.cfg = cfg
         self.executable = executable
         self.libs: list[tuple[int, int, str]] = []
-
-    def load(self, core: Path, warnings: list[str]) -> None:
-        commands = []
-        if self.cfg.sysroot:
-            commands.append(f"-gdb-set sysroot {quote(self.cfg.sysroot)}")
-        if self.cfg.solib_search_path:
-            commands.append(f"-gdb-set solib-search-path {quote(':'.join(self.cfg.solib_search_path))}")
-        if self.executable:
-            commands.append(f"-file-exec-and-symbols {quote(self.executable)}")
-        commands.append(f"-target-select core {self.gdb.safe_path(str(core), 'core')}")
-        for result in self.gdb.run(commands):
-            if not result.ok:
-                if result.command.startswith("-target-select"):
-                    raise BadInputError(f"{core}: GDB cannot open it as a core: {result.error}")
-                warnings.append(f"GDB: {result.error}")
-            for line in result.log:
-                text = line.strip()
-                if text.startswith("warning:") and "too small" not in text and text not in warnings:
-                    warnings.append(text)
 
     def frames(self, thread: str, low: int, high: int) -> list[dict[str, Any]]:
         result = self.gdb.one(f"-stack-list-frames --thread {thread} {low} {high}")
@@ -169,52 +122,54 @@ def _libraries(result: MIResult, build_ids_by_addr: list[tuple[int, int, str]], 
 
 
 def analyze_core(
-    path: Path, cfg: AnalyzerConfig, exe: str | None = None, scratch_dir: Path | None = None
+    path: Path, cfg: AnalyzerConfig, exe: str | None = None, scratch_dir: Path | None = None,
+    prepared: Loading | None = None,
 ) -> Diagnosis:
-    """Analyse one core (raw, .zst, .lz4 or .xz). Raises BadInputError or AnalysisTimeoutError."""
+    """Analyse one core (raw, .zst, .lz4 or .xz). Raises BadInputError or AnalysisTimeoutError.
+
+    ``prepared`` is a load begun by ``prepare_core``; it is used when it fits and closed in any case.
+    """
+    launch = gdb_launch(cfg)
+    if prepared is not None:
+        with contextlib.closing(prepared):
+            if prepared.fits(path, exe, launch):
+                prepared.gdb.set_timeout(cfg.gdb_timeout)
+                return _finish(prepared, cfg)
     with plain_core(path, scratch_dir) as (core, compression):
-        notes = read_core_notes(core)
-        file_size = path.stat().st_size
-        warnings: list[str] = []
-        if notes.truncated:
-            warnings.append(
-                f"the core is truncated ({notes.file_size} of {notes.expected_size} bytes, e.g. by systemd-coredump's"
-                " size limits); frames may be missing"
-            )
-        build_ids = build_ids_from_core(core, notes)
-        executable = _resolve_executable(notes, exe, cfg, build_ids, warnings)
-        started = time.monotonic()
-        with GdbSession(
-            cfg.gdb_path, timeout=cfg.gdb_timeout, memory_limit=cfg.gdb_memory_limit,
-            debuginfod_urls=cfg.debuginfod_urls,
-        ) as gdb:
-            run = _Run(gdb, cfg, executable)
-            run.load(core, warnings)
-            info, libs_result, names = gdb.run(
-                ["-thread-info", "-file-list-shared-libraries", "-data-list-register-names"]
-            )
-            mapping_spans = [(m.start, m.end, m.path) for m in notes.mappings]
-            libraries, run.libs = _libraries(libs_result, mapping_spans, build_ids)
-            threads_raw = list(info.payload.get("threads", [])) if info.ok else []
-            current = str(info.payload.get("current-thread-id") or (threads_raw[0]["id"] if threads_raw else "1"))
-            depth_cmds = [f"-stack-info-depth --thread {current} {DEPTH_CAP}"]
-            others = [t for t in threads_raw if str(t.get("id")) != current][: cfg.max_threads - 1]
-            depth_cmds += [f"-stack-info-depth --thread {t['id']} {cfg.max_frames + 1}" for t in others]
-            depths = gdb.run(depth_cmds)
-            crash_depth = int(depths[0].payload.get("depth", 0)) if depths[0].ok else 0
-            frames, omitted = run.stack(current, crash_depth, cfg.max_frames)
-            threads = [_thread_stack(current, threads_raw, frames, crash_depth, omitted)]
-            for raw_thread, depth_result in zip(others, depths[1:], strict=True):
-                depth = int(depth_result.payload.get("depth", 0)) if depth_result.ok else 0
-                t_frames, t_omitted = run.stack(str(raw_thread["id"]), depth, cfg.max_frames)
-                if depth > cfg.max_frames:
-                    t_omitted = max(t_omitted, 1)  # depth was only counted up to the cap
-                threads.append(_thread_stack(str(raw_thread["id"]), threads_raw, t_frames, depth, t_omitted))
-            registers = _registers(gdb, current, names, notes.machine)
-            abort_message = None
-            if notes.signal == 6:
-                abort_message = _parse_string_value(gdb.one(f"-data-evaluate-expression {_ABORT_MSG_EXPR}"))
-        gdb_seconds = time.monotonic() - started
+        loading = Loading(path, core, compression, exe, launch, cfg.gdb_timeout)
+        with contextlib.closing(loading):
+            return _finish(loading, cfg)
+
+
+def _finish(loading: Loading, cfg: AnalyzerConfig) -> Diagnosis:
+    notes, warnings, gdb = loading.notes, loading.warnings, loading.gdb
+    executable = loading.executable
+    loading.collect()
+    run = _Stacks(gdb, executable)
+    info, libs_result, names = gdb.collect(loading.overview)
+    mapping_spans = [(m.start, m.end, m.path) for m in notes.mappings]
+    libraries, run.libs = _libraries(libs_result, mapping_spans, loading.build_ids)
+    threads_raw = list(info.payload.get("threads", [])) if info.ok else []
+    current = str(info.payload.get("current-thread-id") or (threads_raw[0]["id"] if threads_raw else "1"))
+    depth_cmds = [f"-stack-info-depth --thread {current} {DEPTH_CAP}"]
+    others = [t for t in threads_raw if str(t.get("id")) != current][: cfg.max_threads - 1]
+    depth_cmds += [f"-stack-info-depth --thread {t['id']} {cfg.max_frames + 1}" for t in others]
+    depths = gdb.run(depth_cmds)
+    crash_depth = int(depths[0].payload.get("depth", 0)) if depths[0].ok else 0
+    frames, omitted = run.stack(current, crash_depth, cfg.max_frames)
+    threads = [_thread_stack(current, threads_raw, frames, crash_depth, omitted)]
+    for raw_thread, depth_result in zip(others, depths[1:], strict=True):
+        depth = int(depth_result.payload.get("depth", 0)) if depth_result.ok else 0
+        t_frames, t_omitted = run.stack(str(raw_thread["id"]), depth, cfg.max_frames)
+        if depth > cfg.max_frames:
+            t_omitted = max(t_omitted, 1)  # depth was only counted up to the cap
+        threads.append(_thread_stack(str(raw_thread["id"]), threads_raw, t_frames, depth, t_omitted))
+    registers = _registers(gdb, current, names, notes.machine)
+    abort_message = None
+    if notes.signal == 6:
+        abort_message = _parse_string_value(gdb.one(f"-data-evaluate-expression {_ABORT_MSG_EXPR}"))
+    gdb.close()
+    gdb_seconds = time.monotonic() - gdb.started
 
     sp_name = {"x86_64": "rsp", "aarch64": "sp", "i386": "esp"}.get(notes.machine, "sp")
     sp = registers.get(sp_name)
@@ -225,8 +180,9 @@ def analyze_core(
     )
     reason, known = describe_crash(facts)
     stack_trace = _stack_text(frames, omitted, cfg.max_frames)
+    path = loading.path
     diagnosis = Diagnosis(
-        path=str(path), input_compression=compression, file_size=file_size,
+        path=str(path), input_compression=loading.compression, file_size=loading.file_size,
         executable=executable or notes.executable, pid=notes.pid, signal_number=notes.signal,
         si_code=notes.si_code,
         fault_address=f"{notes.fault_address:#x}" if notes.fault_address is not None else None,

@@ -5,7 +5,8 @@ once at the entrypoint with ``load_config`` and pass it down.
 
 Precedence, highest first:
     1. environment variables ``COREDUMP_AGENT_<SECTION>__<KEY>`` (case-insensitive,
-       ``__`` between levels), e.g. ``COREDUMP_AGENT_ANALYZER__VALUETHRESHOLD=6``
+       ``__`` between levels), e.g. ``COREDUMP_AGENT_ANALYZER__VALUETHRESHOLD=6``;
+       lists and mappings as JSON
     2. the YAML file (``--config PATH``, ``COREDUMP_AGENT_CONFIG`` or configs/config.yaml)
     3. the defaults below
 
@@ -16,10 +17,11 @@ come only from the environment or a mounted Secret (see ``secrets.py``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -32,14 +34,16 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from coredumps.errors import ConfigError
+from coredumps.gdb import DEFAULT_TIMEOUT, GdbLaunch
 from coredumps.units import parse_duration, parse_size
 
 ENV_PREFIX = "COREDUMP_AGENT_"
 CONFIG_ENV = "COREDUMP_AGENT_CONFIG"
 DEFAULT_CONFIG_PATH = Path("configs/config.yaml")
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when present: the same rules, faster
+_LAUNCH = GdbLaunch()  # the analyzer's GDB defaults live with GDB's launch
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds; accepts "30s", "5m", "1h30m", "7d" or a number of seconds."""
@@ -63,6 +67,7 @@ class Section(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        defer_build=True,
     )
 
 
@@ -182,10 +187,13 @@ class AIAnalysisConfig(Section):
 
 class AnalyzerConfig(Section):
     enable_gdb_analysis: bool = Field(True, description="Run GDB on each core.")
-    gdb_path: str = Field("gdb", description="GDB executable.")
-    gdb_timeout: Duration = Field(300.0, description="Hard wall-clock limit for one GDB run; GDB is killed after it.")
+    gdb_path: str = Field(_LAUNCH.gdb_path, description="GDB executable.")
+    gdb_timeout: Duration = Field(
+        DEFAULT_TIMEOUT, description="Hard wall-clock limit for one GDB run; GDB is killed after it."
+    )
     gdb_memory_limit: Size = Field(
-        4 * 2**30, description="Address-space limit of the GDB process, so a hostile core cannot exhaust the node."
+        _LAUNCH.memory_limit,
+        description="Address-space limit of the GDB process, so a hostile core cannot exhaust the node.",
     )
     executable: str = Field(
         "", description="Executable to load with every core; empty finds it from the core (or use --exe)."
@@ -295,18 +303,8 @@ class DatabaseConfig(Section):
     busy_timeout: Duration = Field(30.0, description="SQLite busy timeout.")
 
 
-class Config(BaseSettings):
+class Config(Section):
     """The whole tree. Built once by ``load_config``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        case_sensitive=False,
-        extra="forbid",
-        frozen=True,
-        alias_generator=AliasGenerator(validation_alias=to_camel, serialization_alias=to_camel),
-        populate_by_name=True,
-    )
 
     agent: AgentConfig = Field(default_factory=AgentConfig)
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
@@ -319,22 +317,68 @@ class Config(BaseSettings):
     export: ExportConfig = Field(default_factory=ExportConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment overrides the file, which is passed in as init values.
-        return (env_settings, init_settings)
-
     def database_url(self) -> str:
         if self.database.url:
             return self.database.url
         return f"sqlite:///{Path(self.agent.data_dir) / 'coredump_agent.db'}"
+
+
+def _structured(annotation: Any) -> bool:
+    """Whether an environment value for this field is JSON (lists, mappings, whole sections)."""
+    if isinstance(annotation, type):
+        return issubclass(annotation, (BaseModel, list, dict, tuple, set))
+    origin = get_origin(annotation)
+    if origin in (list, dict, tuple, set):
+        return True
+    return any(_structured(arg) for arg in get_args(annotation) if arg is not type(None))
+
+
+def _field_key(model: type[BaseModel], data: dict[str, Any], part: str) -> tuple[str, Any] | None:
+    """The key of ``data`` (existing, else the camelCase alias) and the annotation for an env name part."""
+    for name, field in model.model_fields.items():
+        alias = to_camel(name)
+        if part in (name.lower(), alias.lower()):
+            key = next((k for k in data if isinstance(k, str) and k.lower() in (name.lower(), alias.lower())), alias)
+            return key, field.annotation
+    return None
+
+
+def _apply_environment(data: dict[str, Any], environ: dict[str, str]) -> None:
+    """Overlay ``COREDUMP_AGENT_<SECTION>__<KEY>`` variables (case-insensitive) on the file's values.
+
+    Variables under the prefix that name no section (``COREDUMP_AGENT_CONFIG``, the dashboard
+    token, ...) are not config keys and are left alone; a wrong key inside a section is an error.
+    """
+    for variable in sorted(environ):
+        if not variable.upper().startswith(ENV_PREFIX):
+            continue
+        parts = variable[len(ENV_PREFIX):].lower().split("__")
+        model: type[BaseModel] = Config
+        node = data
+        found = _field_key(model, node, parts[0])
+        if found is None:
+            continue
+        for depth, part in enumerate(parts):
+            found = _field_key(model, node, part)
+            if found is None:
+                raise ConfigError(f"environment {variable}: {part} is not a key of that section")
+            key, annotation = found
+            if depth == len(parts) - 1:
+                value: Any = environ[variable]
+                if _structured(annotation):
+                    try:
+                        value = json.loads(value)
+                    except ValueError as exc:
+                        raise ConfigError(f"environment {variable}: not valid JSON ({exc})") from exc
+                node[key] = value
+                break
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                raise ConfigError(f"environment {variable}: {part} is a value, not a section")
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node, model = child, annotation
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -389,7 +433,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         source = str(source_path)
         try:
             with open(source_path, encoding="utf-8") as handle:
-                loaded = yaml.safe_load(handle)
+                loaded = yaml.load(handle, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
         except FileNotFoundError as exc:
             raise ConfigError(f"{source}: config file not found") from exc
         except (OSError, UnicodeDecodeError) as exc:
@@ -402,6 +446,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
             raise ConfigError(f"{source}: the top level must be a mapping of sections")
         data = loaded
     _refuse_secrets(data, source)
+    _apply_environment(data, dict(os.environ))
     try:
         return Config(**data)
     except ValidationError as exc:

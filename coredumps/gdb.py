@@ -27,6 +27,7 @@ from pygdbmi.gdbmiparser import parse_response
 from coredumps.errors import AnalysisTimeoutError, CoredumpError
 
 READ_CHUNK = 1 << 16
+DEFAULT_TIMEOUT = 300.0
 
 
 class GdbError(CoredumpError):
@@ -52,26 +53,55 @@ class MIResult:
         return str(self.payload.get("msg", "")) if not self.ok else ""
 
 
+@dataclass(frozen=True)
+class Pending:
+    """Commands sent to GDB whose results have not been read yet."""
+
+    first: int
+    commands: tuple[str, ...]
+
+
 def quote(arg: str) -> str:
     """Quote an MI command argument (paths with spaces, quotes or backslashes)."""
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@dataclass(frozen=True)
+class GdbLaunch:
+    """Everything that decides how GDB is started and which files it loads with a core.
+
+    The defaults are analyzer's defaults; two equal launches load a core the same way.
+    """
+
+    gdb_path: str = "gdb"
+    memory_limit: int = 4 * 2**30
+    debuginfod_urls: tuple[str, ...] = ()
+    executable: str = ""
+    sysroot: str = ""
+    solib_search_path: tuple[str, ...] = ()
+
+
 class GdbSession:
-    """A running GDB in MI mode. Use as a context manager; it is always killed at the end."""
+    """A running GDB in MI mode. Use as a context manager; it is always killed at the end.
+
+    ``run`` sends commands and waits for their results; ``send`` and ``collect`` split the two,
+    so that GDB can load a core while the caller does other work.
+    """
 
     def __init__(
         self,
         gdb_path: str = "gdb",
         *,
-        timeout: float = 300.0,
+        timeout: float = DEFAULT_TIMEOUT,
         memory_limit: int = 0,
         debuginfod_urls: Sequence[str] = (),
     ) -> None:
         resolved = shutil.which(gdb_path)
         if resolved is None:
             raise GdbError(f"GDB was not found at '{gdb_path}'; install gdb or set analyzer.gdbPath")
-        self.deadline = time.monotonic() + timeout
+        self.started = time.monotonic()
+        self.launched = (gdb_path, memory_limit, tuple(debuginfod_urls))
+        self.deadline = self.started + timeout
         self.timeout = timeout
         self._buffer = b""
         self._token = 0
@@ -112,7 +142,17 @@ class GdbSession:
             "-gdb-set max-value-size 1048576",
             f"-gdb-set debuginfod enabled {'on' if debuginfod_urls else 'off'}",
         ]
-        self.run(settings)
+        self.send(settings)  # their results are skipped by the next collect
+
+    @classmethod
+    def start(cls, launch: GdbLaunch, timeout: float = DEFAULT_TIMEOUT) -> GdbSession:
+        return cls(
+            launch.gdb_path, timeout=timeout, memory_limit=launch.memory_limit, debuginfod_urls=launch.debuginfod_urls
+        )
+
+    def started_as(self, launch: GdbLaunch) -> bool:
+        """Whether this GDB was started the way ``launch`` starts one (what it loads is not yet decided)."""
+        return self.launched == (launch.gdb_path, launch.memory_limit, launch.debuginfod_urls)
 
     def __enter__(self) -> GdbSession:
         return self
@@ -136,6 +176,11 @@ class GdbSession:
         link = os.path.join(self._workdir, name)
         os.symlink(os.path.abspath(path), link)
         return link
+
+    def set_timeout(self, timeout: float) -> None:
+        """Move the deadline to ``timeout`` seconds after GDB was started."""
+        self.timeout = timeout
+        self.deadline = self.started + timeout
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -168,12 +213,10 @@ class GdbSession:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.decode("utf-8", "replace").rstrip("\r")
 
-    def run(self, commands: Sequence[str]) -> list[MIResult]:
-        """Send the commands at once and collect each one's result, in order."""
-        if not commands:
-            return []
+    def send(self, commands: Sequence[str]) -> Pending:
+        """Send the commands without waiting; ``collect`` the returned ticket for their results."""
         assert self.proc.stdin is not None
-        first = self._token + 1
+        pending = Pending(self._token + 1, tuple(commands))
         lines = []
         for command in commands:
             self._token += 1
@@ -183,6 +226,17 @@ class GdbSession:
             self.proc.stdin.flush()
         except BrokenPipeError as exc:
             raise GdbError("GDB exited unexpectedly while receiving commands") from exc
+        return pending
+
+    def run(self, commands: Sequence[str]) -> list[MIResult]:
+        """Send the commands at once and collect each one's result, in order."""
+        if not commands:
+            return []
+        return self.collect(self.send(commands))
+
+    def collect(self, pending: Pending) -> list[MIResult]:
+        """Each result of a ``send``, in order; results of earlier, uncollected sends are skipped."""
+        first, commands = pending.first, pending.commands
         results: list[MIResult] = []
         console: list[str] = []
         log: list[str] = []
@@ -209,3 +263,15 @@ class GdbSession:
 
     def one(self, command: str) -> MIResult:
         return self.run([command])[0]
+
+
+def start_early() -> GdbSession | None:
+    """A GDB started with the default launch before anything is known about the core, or None.
+
+    GDB's own start-up takes a good part of a small analysis; a command line starts it first
+    and hands it to the load (``core_load.Loading``), which uses it when the launch matches.
+    """
+    try:
+        return GdbSession.start(GdbLaunch())
+    except GdbError:
+        return None

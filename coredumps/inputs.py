@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import lzma
 import os
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
-
-import lz4.frame
-import zstandard
 
 from coredumps.errors import BadInputError
 
@@ -88,6 +84,9 @@ class _ZstdReader(io.RawIOBase):
     """Streams every frame of a .zst file and fails on a frame cut short (zstandard's reader stops silently)."""
 
     def __init__(self, raw: BinaryIO) -> None:
+        import zstandard  # the codecs load only when a compressed core is read
+
+        self._error = zstandard.ZstdError
         self._raw = raw
         self._dctx = zstandard.ZstdDecompressor()
         self._obj = self._dctx.decompressobj()
@@ -102,7 +101,7 @@ class _ZstdReader(io.RawIOBase):
             chunk = self._raw.read(CHUNK)
             if not chunk:
                 if self._fed and not self._obj.eof:
-                    raise zstandard.ZstdError("the last zstd frame is incomplete")
+                    raise self._error("the last zstd frame is incomplete")
                 return 0
             while chunk:
                 if self._obj.eof:
@@ -127,14 +126,22 @@ def open_decompressed(path: Path, compression: Compression | None = None) -> Ite
             with io.BufferedReader(_ZstdReader(raw), CHUNK) as reader:
                 yield reader
         elif kind == "lz4":
+            import lz4.frame
+
             with lz4.frame.open(raw, "rb") as reader:
                 yield reader
         else:
+            import lzma
+
             with lzma.open(raw, "rb") as reader:
                 yield reader  # type: ignore[misc]
 
 
 def _copy_decompressed(path: Path, kind: Compression, dest: BinaryIO) -> int:
+    import lzma
+
+    import zstandard
+
     copied = 0
     try:
         with open_decompressed(path, kind) as reader:

@@ -7,10 +7,12 @@ points add up to the total before the cap. AI analysis never changes it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from coredumps.config import AnalyzerConfig, ScoringConfig
 from coredumps.diagnosis import Diagnosis
+
+if TYPE_CHECKING:
+    from coredumps.config import AnalyzerConfig, ScoringConfig
 
 SEVERE_SIGNALS = {11, 6, 8}  # SIGSEGV, SIGABRT, SIGFPE
 

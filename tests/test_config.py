@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,38 @@ def test_empty_secret_keys_of_the_original_config_are_accepted(tmp_path: Path) -
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_environment_lists_are_json_and_keys_any_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("discovery:\n  namespaces: [from-file]\n")
+    monkeypatch.setenv("COREDUMP_AGENT_DISCOVERY__NAMESPACES", '["milvus", "search"]')
+    monkeypatch.setenv("COREDUMP_AGENT_ANALYZER__MAX_FRAMES", "48")
+    monkeypatch.setenv("COREDUMP_AGENT_ANALYZER__SCORING__BASE", "3")
+    cfg = load_config(path)
+    assert cfg.discovery.namespaces == ["milvus", "search"]
+    assert cfg.analyzer.max_frames == 48
+    assert cfg.analyzer.scoring.base == 3
+
+
+def test_variables_that_name_no_section_are_not_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COREDUMP_AGENT_DASHBOARD_TOKEN", "not-a-key")
+    monkeypatch.setenv("COREDUMP_AGENT_S3_CREDENTIALS_FILE", "/nowhere")
+    assert load_config(SHIPPED) == Config()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("COREDUMP_AGENT_ANALYZER__VALUETHRESOLD", "6", "ANALYZER__VALUETHRESOLD: valuethresold is not a key"),
+        ("COREDUMP_AGENT_DISCOVERY__NAMESPACES", "[milvus", "COREDUMP_AGENT_DISCOVERY__NAMESPACES: not valid JSON"),
+        ("COREDUMP_AGENT_ANALYZER__MAXFRAMES__DEPTH", "1", "maxframes is a value, not a section"),
+        ("COREDUMP_AGENT_ANALYZER__VALUETHRESHOLD", "eleven", "analyzer.valueThreshold"),
+    ],
+)
+def test_bad_environment_overrides_are_clear(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(SHIPPED)

@@ -1,4 +1,9 @@
-"""``coredump-agent analyze CORE``: one core's diagnosis and score, no Prefect involved."""
+"""``coredump-agent analyze CORE``: one core's diagnosis and score, no Prefect involved.
+
+GDB starts (``cli`` starts it first of all) and loads a raw core with the default launch
+before the config is read, so that GDB's work and reading the config overlap; the analysis
+takes that load over when the config launches GDB the same way and starts afresh otherwise.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from coredump_agent.report import render_text
-from coredumps.analysis import analyze_core, scratch_dir_for
-from coredumps.config import load_config
-from coredumps.scoring import breakdown_line, score_diagnosis
+from coredumps.core_load import prepare_core
 
 log = logging.getLogger("coredump_agent.analyze")
 
@@ -19,9 +21,21 @@ log = logging.getLogger("coredump_agent.analyze")
 def run(args: argparse.Namespace) -> int:
     from coredump_agent.cli import emit_json
 
-    cfg = load_config(args.config)
     path = Path(args.core)
-    diagnosis = analyze_core(path, cfg.analyzer, exe=args.exe, scratch_dir=scratch_dir_for(cfg.agent.data_dir))
+    prepared = prepare_core(path, args.exe, gdb=getattr(args, "early_gdb", None))
+    try:
+        from coredump_agent.report import render_text
+        from coredumps.analysis import analyze_core, scratch_dir_for
+        from coredumps.config import load_config
+        from coredumps.scoring import breakdown_line, score_diagnosis
+
+        cfg = load_config(args.config)
+        diagnosis = analyze_core(
+            path, cfg.analyzer, exe=args.exe, scratch_dir=scratch_dir_for(cfg.agent.data_dir), prepared=prepared
+        )
+    finally:
+        if prepared is not None:
+            prepared.close()
     result = score_diagnosis(diagnosis, cfg.analyzer, age_seconds=time.time() - path.stat().st_mtime)
     diagnosis.score = result.to_dict()
     log.info(breakdown_line(result, str(path), cfg.agent.log_language))

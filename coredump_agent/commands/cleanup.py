@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 from coredump_agent.prefect_env import apply_defaults
-from coredumps.config import load_config
 
 
 def _instance(text: str) -> tuple[str, str]:
@@ -55,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     from coredump_agent.cli import emit_json
+    from coredumps.config import load_config
 
     load_config(args.config)
     apply_defaults()
@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     from coredump_agent.cli import emit_json
+    from coredumps.config import load_config
 
     cfg = load_config(args.config)
     apply_defaults()
@@ -115,6 +116,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_restore(args: argparse.Namespace) -> int:
     from coredump_agent.cli import emit_json
+    from coredumps.config import load_config
 
     load_config(args.config)
     apply_defaults()

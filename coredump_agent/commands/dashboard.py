@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coredump_agent.prefect_env import apply_defaults
-from coredumps.config import Config, load_config
+
+if TYPE_CHECKING:
+    from coredumps.config import Config
+
 
 DEFAULT_VIEWER_DEPLOYMENT = "viewer/cluster"
 
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from coredump_agent.dashboard import TOKEN_ENV, check_bind, create_app
+    from coredumps.config import load_config
     from coredumps.db.engine import init_db, session_factory
 
     cfg = load_config(args.config)

@@ -16,12 +16,14 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coredump_agent.crasher import PROGRAMS, make_core
-from coredumps.config import Config, load_config
+
+if TYPE_CHECKING:
+    from coredumps.config import Config
+
 
 READY_TIMEOUT = 180.0
 
@@ -47,6 +49,8 @@ def say(text: str) -> None:
 
 def _healthy(api_url: str) -> bool:
     try:
+        import urllib.request
+
         with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:  # noqa: S310 - local URL
             return response.status == 200
     except OSError:
@@ -118,6 +122,8 @@ def _report(cfg: Config, core: Path, ui: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from coredumps.config import load_config
+
     cfg = load_config(args.config)
     data = Path(cfg.agent.data_dir).absolute()
     demo = data / "demo"
@@ -178,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _ready(port: int) -> bool:
     try:
+        import urllib.request
+
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
             return response.status == 200
     except OSError:

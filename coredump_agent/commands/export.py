@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from coredump_agent.prefect_env import apply_defaults
-from coredumps.config import load_config
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     from coredump_agent.cli import emit_json
+    from coredumps.config import load_config
     from coredumps.export import parse_destination
 
     cfg = load_config(args.config)

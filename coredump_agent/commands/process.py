@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from coredump_agent.prefect_env import apply_defaults
-from coredumps.config import load_config
 
 FIELDS = ("coredump_id", "score", "stored", "location", "skip_reason", "duplicate", "flow_run_id")
 
@@ -31,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     from coredump_agent.cli import emit_json
+    from coredumps.config import load_config
 
     load_config(args.config)  # fail fast on a bad config, before Prefect starts
     apply_defaults()

@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from coredump_agent.prefect_env import apply_defaults
-from coredumps.config import load_config
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     from coredump_agent.cli import emit_json
+    from coredumps.config import load_config
 
     load_config(args.config)
     apply_defaults()

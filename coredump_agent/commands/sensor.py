@@ -7,10 +7,13 @@ import logging
 import signal
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coredump_agent.prefect_env import apply_defaults
-from coredumps.config import Config, load_config
+
+if TYPE_CHECKING:
+    from coredumps.config import Config
+
 
 log = logging.getLogger("coredump_agent.sensor")
 
@@ -84,6 +87,8 @@ class _Cached:
 
 
 def run(args: argparse.Namespace) -> int:
+    from coredumps.config import load_config
+
     cfg = load_config(args.config)
     apply_defaults()
     from coredumps.db.engine import init_db
