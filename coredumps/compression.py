@@ -27,9 +27,10 @@ Method = Literal["zstd", "gzip", "none"]
 METHODS: tuple[Method, ...] = ("zstd", "gzip", "none")
 SUFFIXES: dict[str, str] = {"zstd": ".core.zst", "gzip": ".core.gz", "none": ".core"}
 
-MAX_THREADS = 8
-"""zstd workers at most, whatever the core count: each holds about two jobs in memory."""
-JOB_SIZE = 4 << 20
+MAX_THREADS = 4
+"""zstd workers at most, whatever the core count: each holds about two jobs in memory, and the
+node's CPUs belong to Milvus first."""
+JOB_SIZE = 8 << 20
 """zstd job size per worker; bounds memory at roughly MAX_THREADS * 3 * JOB_SIZE."""
 COPY_CHUNK = 4 << 20
 
@@ -41,16 +42,17 @@ class Sink(Protocol):
 
 
 class HashingWriter:
-    """Forwards writes to a sink while counting bytes and hashing them with sha256."""
+    """Forwards writes to a sink while counting bytes and (unless ``hashed`` is False) hashing them with sha256."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, hashed: bool = True) -> None:
         self._sink = sink
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if hashed else None
         self.size = 0
 
     def write(self, data: Bytes, /) -> int:
         self._sink.write(data)
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         count = data.nbytes if isinstance(data, memoryview) else len(data)
         self.size += count
         return count
@@ -61,7 +63,7 @@ class HashingWriter:
             flush()
 
     def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+        return self._hash.hexdigest() if self._hash is not None else ""
 
 
 class _SourceReader:
@@ -101,8 +103,6 @@ def zstd_threads(threads: int) -> int:
 
 
 def _copy_raw(path: Path, writer: HashingWriter) -> None:
-    buffer = bytearray(COPY_CHUNK)
-    view = memoryview(buffer)
     with contextlib.ExitStack() as stack:
         try:
             source = stack.enter_context(open(path, "rb", buffering=0))
@@ -110,12 +110,12 @@ def _copy_raw(path: Path, writer: HashingWriter) -> None:
             raise BadInputError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
         while True:
             try:
-                count = source.readinto(buffer)
+                chunk = source.read(COPY_CHUNK)
             except OSError as exc:
                 raise BadInputError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
-            if not count:
+            if not chunk:
                 return
-            writer.write(view[:count])
+            writer.write(chunk)
 
 
 def _copy_plain(source: _SourceReader, sink: Sink) -> None:
@@ -123,16 +123,19 @@ def _copy_plain(source: _SourceReader, sink: Sink) -> None:
         sink.write(chunk)
 
 
-def compress_file(src: Path, dest: Sink, method: str, level: int = 3, threads: int = 0) -> tuple[int, str]:
+def compress_file(
+    src: Path, dest: Sink, method: str, level: int = 3, threads: int = 0, *, hashed: bool = True
+) -> tuple[int, str]:
     """Write ``src`` to ``dest`` in the stored form; return (bytes written, their sha256).
 
     ``level`` is the zstd level (gzip uses at most 9); ``threads`` 0 means one zstd
     worker per core, at most MAX_THREADS. The source may be raw, .zst, .lz4 or .xz.
+    ``hashed`` False skips the sha256 (returned empty) for a sink that hashes what it stores.
     """
     if method not in METHODS:
         raise ValueError(f"unknown compression method {method!r}; expected one of {', '.join(METHODS)}")
     kind = detect_compression(src)
-    writer = HashingWriter(dest)
+    writer = HashingWriter(dest, hashed)
     if method == "zstd" and kind == "zst":
         _copy_raw(src, writer)
     elif method == "zstd":
@@ -142,7 +145,9 @@ def compress_file(src: Path, dest: Sink, method: str, level: int = 3, threads: i
         )
         compressor = zstandard.ZstdCompressor(compression_params=params)
         with _open_source(src, kind) as source:
-            compressor.copy_stream(cast(IO[bytes], source), cast(IO[bytes], writer), read_size=CHUNK, write_size=CHUNK)
+            compressor.copy_stream(
+                cast(IO[bytes], source), cast(IO[bytes], writer), read_size=COPY_CHUNK, write_size=CHUNK
+            )
     elif method == "gzip":
         with (
             _open_source(src, kind) as source,

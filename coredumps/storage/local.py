@@ -3,7 +3,8 @@
 Every file is written under a temporary dot-name in its final folder (mode
 0640: a core holds process memory), fsync'd, verified by reading it back, then
 renamed into place, and the folder is fsync'd; a failure leaves no partial
-file behind. The NFS backend never creates
+file behind. The read-back and the write-back to disk run in a second thread
+while the file is still being written, so they add little to the store's time. The NFS backend never creates
 its root: a missing mount must not turn into writes to the node's own disk.
 """
 
@@ -13,11 +14,13 @@ import contextlib
 import errno
 import hashlib
 import os
+import queue
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from coredumps.compression import COPY_CHUNK, SUFFIXES, compress_file
 from coredumps.errors import CoredumpError, StorageRejectedError, StorageUnavailableError
@@ -74,14 +77,88 @@ def sha256_of(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+SYNC_EVERY = 32 << 20
+"""Bytes written between two flushes to disk while a file is being written, so that the final fsync is short."""
+READ_BACK_QUEUE = 16
+"""Writes not yet read back that may wait in memory; the writer waits beyond that (memory stays bounded)."""
+
+
+class _ReadBack:
+    """Writes to a file while a second thread reads back each write and compares it byte for byte.
+
+    The thread hashes what it read back (the sha256 recorded is that of the stored bytes) and
+    flushes the file to disk every SYNC_EVERY bytes (when ``sync``), so that the fsync at the
+    end finds little left to write. ``finish`` waits for it and returns the size and sha256.
+    """
+
+    def __init__(self, out: BinaryIO, sync: bool) -> None:
+        self._out = out
+        self._fd = out.fileno()
+        self._sync = sync
+        self._written = 0
+        self._writes: queue.Queue[tuple[int, bytes] | None] = queue.Queue(READ_BACK_QUEUE)
+        self._result: tuple[int, str] | BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="store-read-back", daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
+        if isinstance(self._result, BaseException):  # the read-back failed: stop writing now
+            raise self._result
+        chunk = data if isinstance(data, bytes) else bytes(data)  # kept until read back: never a reused buffer
+        view = memoryview(chunk)
+        while view:
+            count = self._out.write(view)
+            view = view[count or 0 :]
+        self._writes.put((self._written, chunk))
+        self._written += len(chunk)
+        return len(chunk)
+
+    def _run(self) -> None:
+        digest = hashlib.sha256()
+        done = unsynced = 0
+        ended = False
+        try:
+            while (item := self._writes.get()) is not None:
+                offset, chunk = item
+                back = os.pread(self._fd, len(chunk), offset)
+                if back != chunk:
+                    raise StorageUnavailableError(
+                        f"the {len(chunk)} bytes written at offset {offset} read back differently; will retry"
+                    )
+                digest.update(back)
+                done += len(back)
+                unsynced += len(back)
+                if self._sync and unsynced >= SYNC_EVERY:
+                    os.fdatasync(self._fd)
+                    unsynced = 0
+            ended = True
+            size = os.fstat(self._fd).st_size
+            if size != done:
+                raise StorageUnavailableError(f"the file holds {size} bytes, {done} were written; will retry")
+            self._result = (done, digest.hexdigest())
+        except BaseException as exc:  # handed to finish
+            self._result = exc
+            while not ended and self._writes.get() is not None:  # let the writer finish; its result is discarded
+                pass
+
+    def finish(self) -> tuple[int, str]:
+        """Wait for the read-back of everything written; the size and sha256 it found."""
+        self._writes.put(None)
+        self._thread.join()
+        if isinstance(self._result, BaseException):
+            raise self._result
+        assert self._result is not None
+        return self._result
+
+    def abandon(self) -> None:
+        if self._thread.is_alive():
+            self._writes.put(None)
+            self._thread.join()
+
+
 def _private(path: str, flags: int) -> int:
     """Open a new file readable by owner and group only: a core holds the process's memory, secrets included."""
     return os.open(path, flags, FILE_MODE)
-
-
-def _write_bytes(out: BinaryIO, data: bytes) -> tuple[int, str]:
-    out.write(data)
-    return len(data), hashlib.sha256(data).hexdigest()
 
 
 class LocalStorage:
@@ -159,15 +236,17 @@ class LocalStorage:
         return StoredObject(str(path), str(sidecar), size, sha256, self.compression, reused=True)
 
     def _write(self, request: StoreRequest, path: Path, source_size: int) -> StoredObject:
-        size, sha256 = self._write_atomic(
-            path, lambda out: compress_file(request.source, out, self.compression, self.level, self.threads)
+        size, sha256 = self._write_atomic(  # the sidecar's write below syncs the folder for both
+            path,
+            lambda out: compress_file(request.source, out, self.compression, self.level, self.threads, hashed=False)[0],
+            sync_folder=False,
         )
         sidecar = path.with_name(sidecar_name_for(path.name))
         record = new_record(
             request, name=path.name, size=size, sha256=sha256, compression=self.compression, source_size=source_size
         )
         document = sidecar_document(request, record)
-        self._write_atomic(sidecar, lambda out: _write_bytes(out, document))
+        self._write_atomic(sidecar, lambda out: out.write(document))
         return StoredObject(str(path), str(sidecar), size, sha256, self.compression)
 
     @staticmethod
@@ -191,21 +270,29 @@ class LocalStorage:
             os.close(descriptor)
         return True
 
-    def _write_atomic(self, path: Path, fill: Callable[[BinaryIO], tuple[int, str]]) -> tuple[int, str]:
+    def _write_atomic(
+        self, path: Path, fill: Callable[[BinaryIO], int], sync_folder: bool = True
+    ) -> tuple[int, str]:
+        """Write, verify and rename into place; ``sync_folder`` False leaves the folder's fsync to a later write."""
         temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
-            with open(temporary, "xb", opener=_private) as out:
-                written, sha256 = fill(out)
-                out.flush()
+            with open(temporary, "xb+", buffering=0, opener=_private) as out:
+                read_back = _ReadBack(out, self.fsync)
+                try:
+                    written = fill(cast(BinaryIO, read_back))
+                    stored, sha256 = read_back.finish()
+                except BaseException:
+                    read_back.abandon()
+                    raise
                 if self.fsync:
                     os.fsync(out.fileno())
-            stored = sha256_of(temporary)
-            if stored != (written, sha256):
+            if stored != written:
                 raise StorageUnavailableError(
-                    f"{path}: verification failed (wrote {written} bytes, read back {stored[0]}); will retry"
+                    f"{path}: verification failed (wrote {written} bytes, read back {stored}); will retry"
                 )
             os.replace(temporary, path)
-            self._sync_folder(path.parent)
+            if sync_folder:
+                self._sync_folder(path.parent)
         finally:
             with contextlib.suppress(OSError):
                 temporary.unlink(missing_ok=True)

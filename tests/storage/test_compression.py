@@ -14,7 +14,7 @@ import lz4.frame
 import pytest
 import zstandard
 
-from coredumps.compression import HashingWriter, compress_file, zstd_threads
+from coredumps.compression import MAX_THREADS, HashingWriter, compress_file, zstd_threads
 from coredumps.errors import BadInputError
 
 
@@ -114,5 +114,5 @@ def test_hashing_writer_counts_and_hashes() -> None:
 
 def test_thread_count_is_bounded() -> None:
     assert zstd_threads(1) == 1
-    assert 1 <= zstd_threads(0) <= 8
-    assert zstd_threads(64) == 8
+    assert 1 <= zstd_threads(0) <= MAX_THREADS == 4
+    assert zstd_threads(64) == MAX_THREADS
