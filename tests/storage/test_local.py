@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import lzma
 import os
@@ -21,6 +22,7 @@ from coredumps.config import StorageConfig
 from coredumps.errors import BadInputError, ConfigError, StorageRejectedError, StorageUnavailableError
 from coredumps.inputs import open_decompressed
 from coredumps.storage import LocalStorage, NfsStorage, StoreRequest, make_storage
+from coredumps.storage.local import _ReadBack
 
 MOMENT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 ANALYSIS = {"signal": "SIGSEGV", "score": 8.5, "frames": ["a", "b"]}
@@ -324,3 +326,41 @@ def test_concurrent_stores_of_different_cores_with_one_name_never_share_an_objec
     assert len(set(locations)) == 8
     assert len(list(storage.list_objects())) == 8
     assert not [p for p in Path(locations[0]).parent.iterdir() if p.name.endswith(".claim")]
+
+
+class _FlippingFile(io.FileIO):
+    """A file layer that corrupts the first byte of every write: what a bad disk or driver would do."""
+
+    def write(self, data: Any, /) -> int:
+        chunk = bytes(data)
+        return super().write(bytes([chunk[0] ^ 0xFF]) + chunk[1:])
+
+
+def test_read_back_returns_the_size_and_sha256_of_what_is_on_disk(tmp_path: Path) -> None:
+    chunks = [os.urandom(1 << 20) for _ in range(5)] + [b"tail"]
+    with open(tmp_path / "f", "xb+", buffering=0) as out:
+        read_back = _ReadBack(out, sync=True)
+        for chunk in chunks:
+            read_back.write(memoryview(chunk))
+        size, sha256 = read_back.finish()
+    assert size == sum(map(len, chunks)) == (tmp_path / "f").stat().st_size
+    assert sha256 == hashlib.sha256(b"".join(chunks)).hexdigest() == hashlib.sha256((tmp_path / "f").read_bytes()).hexdigest()
+
+
+def test_read_back_finds_bytes_that_differ_from_what_was_written(tmp_path: Path) -> None:
+    with _FlippingFile(tmp_path / "f", "x+") as out:
+        read_back = _ReadBack(out, sync=False)
+        read_back.write(b"coredump bytes")
+        with pytest.raises(StorageUnavailableError, match="read back differently"):
+            read_back.finish()
+
+
+def test_read_back_finds_a_file_longer_than_what_was_written(tmp_path: Path) -> None:
+    with open(tmp_path / "f", "xb+", buffering=0) as out:
+        read_back = _ReadBack(out, sync=False)
+        read_back.write(b"written")
+        with open(tmp_path / "f", "ab") as intruder:
+            intruder.write(b" and more")
+        with pytest.raises(StorageUnavailableError, match="were written"):
+            read_back.finish()
+
