@@ -355,11 +355,10 @@ def _apply_environment(data: dict[str, Any], environ: dict[str, str]) -> None:
         parts = variable[len(ENV_PREFIX):].lower().split("__")
         model: type[BaseModel] = Config
         node = data
-        found = _field_key(model, node, parts[0])
-        if found is None:
-            continue
         for depth, part in enumerate(parts):
             found = _field_key(model, node, part)
+            if found is None and depth == 0:
+                break  # names no section: not a config variable
             if found is None:
                 raise ConfigError(f"environment {variable}: {part} is not a key of that section")
             key, annotation = found

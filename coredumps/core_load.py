@@ -131,22 +131,20 @@ class Loading:
         self.gdb.close()
 
 
-def prepare_core(
-    path: Path, exe: str | None = None, launch: GdbLaunch | None = None, gdb: GdbSession | None = None
-) -> Loading | None:
-    """Start loading a raw core in GDB before the config is known (the CLI reads its config meanwhile).
+def prepare_core(path: Path, exe: str | None = None, gdb: GdbSession | None = None) -> Loading | None:
+    """Start loading a raw core in GDB with the default launch, before the config is known.
 
-    Uses the default launch unless one is given; ``analyze_core`` takes the result over when the
-    config launches GDB the same way and closes it otherwise. None for a compressed core (it needs
-    the configured scratch folder) or for anything the full analysis should report itself.
-    ``gdb`` is an early-started session to load the core into (see ``Loading``).
+    ``analyze_core`` takes the result over when the config launches GDB the same way and closes
+    it otherwise. ``gdb`` is an early-started session to load the core into (see ``Loading``);
+    like any load, it is used or closed. None for a compressed core (it needs the configured
+    scratch folder) or for anything the full analysis should report itself.
     """
     try:
         check_regular_file(path)
-        if detect_compression(path) != "none":
-            return None
-        return Loading(path, path, "none", exe, launch or GdbLaunch(), DEFAULT_TIMEOUT, gdb)
+        if detect_compression(path) == "none":
+            return Loading(path, path, "none", exe, GdbLaunch(), DEFAULT_TIMEOUT, gdb)
     except (CoredumpError, OSError):
-        return None
-
-
+        pass
+    if gdb is not None:
+        gdb.close()
+    return None

@@ -60,7 +60,10 @@ def test_compressed_or_bad_input_is_left_to_the_full_analysis(crash_cores: CoreF
     core, _ = crash_cores("segv")
     packed = tmp_path / "core.zst"
     subprocess.run(["zstd", "-q", "-o", str(packed), str(core)], check=True)
-    assert prepare_core(packed) is None
+    early = start_early()
+    assert early is not None
+    assert prepare_core(packed, gdb=early) is None
+    assert gdb_dead(early)  # an early GDB the load cannot use is not left running
     assert prepare_core(tmp_path / "missing") is None
     assert prepare_core(tmp_path) is None
 
