@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -28,13 +29,15 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.context import SettingsContext, get_settings_context
 from prefect.flow_engine import run_flow
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 from prefect.states import Scheduled
 
 from flows.process_coredump import process_coredump
 
 log = logging.getLogger(__name__)
+STARTED_REMEMBERED = 10_000
 Done = Callable[[FlowRun, dict[str, Any] | None, BaseException | None], None]
 
 
@@ -55,15 +58,33 @@ class NodeRunner:
         self.deployment_id = deployment_id
         self.poll_interval = poll_interval
         self.on_done = on_done
+        self.workers = workers
+        # A run's heartbeat thread is joined when the run ends, adding up to a second to every run;
+        # crashed runs are found by this runner's recover() at start instead. The settings are derived
+        # once: deriving them costs tens of milliseconds of CPU, too much to pay per run.
+        context = get_settings_context()
+        self._settings = SettingsContext(
+            profile=context.profile,
+            settings=context.settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        )
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flow-run")
         self._lock = threading.Lock()
         self._active: dict[UUID, Future[None]] = {}
+        # The scheduled states already started here: a poll that read a run just before the sensor's
+        # hand-over started it must not start it again. A retry from the UI is a new scheduled state.
+        self._started: OrderedDict[tuple[UUID, UUID | None], None] = OrderedDict()
 
     def submit(self, flow_run: FlowRun) -> bool:
-        """Execute a flow run unless it is already executing here."""
+        """Execute a scheduled flow run unless it is executing here or this scheduled state of it was started here."""
+        if flow_run.state is not None and not flow_run.state.is_scheduled():
+            return False
+        started = (flow_run.id, flow_run.state.id if flow_run.state else None)
         with self._lock:
-            if flow_run.id in self._active:
+            if flow_run.id in self._active or started in self._started:
                 return False
+            self._started[started] = None
+            while len(self._started) > STARTED_REMEMBERED:
+                self._started.popitem(last=False)
             self._active[flow_run.id] = self._pool.submit(self._execute, flow_run)
             return True
 
@@ -75,9 +96,7 @@ class NodeRunner:
         result: dict[str, Any] | None = None
         error: BaseException | None = None
         try:
-            # A run's heartbeat thread is joined when the run ends, adding up to a second to every run;
-            # crashed runs are found by this runner's recover() at start instead.
-            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            with SettingsContext(profile=self._settings.profile, settings=self._settings.settings):
                 result = run_flow(process_coredump, flow_run=flow_run, parameters=flow_run.parameters)
         except BaseException as exc:  # the run's own state says what happened; keep the runner alive
             error = exc
@@ -96,7 +115,13 @@ class NodeRunner:
             )
 
     def poll_once(self) -> int:
-        """Start scheduled runs that are due; returns how many were started."""
+        """Start scheduled runs that are due; returns how many were started.
+
+        While every worker is busy nothing could start sooner, so the poll waits: in a burst the
+        queue holds the sensor's own runs, and reading them all again would only load the server.
+        """
+        if self.active() >= self.workers:
+            return 0
         started = 0
         now = time.time()
         for flow_run in self._runs([StateType.SCHEDULED]):

@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 Correlate = Callable[[Path], dict[str, Any]]
 Submitted = Callable[[FlowRun, float], None]
 STABILITY_CHECK_SECONDS = 0.5
+# Hand-overs in flight at once: a busy Prefect server answers some requests with 503 and its client
+# waits seconds before retrying; the other files of a burst go on meanwhile.
+HANDOVER_THREADS = 4
 
 
 class Sensor:
@@ -56,6 +60,7 @@ class Sensor:
         self.ledger = Ledger(Path(cfg.agent.data_dir) / "sensor-ledger.db")
         self.tracker = Tracker(self.folder, cfg.collector.stable_for, self._finished)
         self._wake = threading.Event()
+        self._handovers = ThreadPoolExecutor(max_workers=HANDOVER_THREADS, thread_name_prefix="handover")
         self.watching = False
         self.prefect_reachable = False
 
@@ -94,13 +99,21 @@ class Sensor:
 
     # -- handing over --------------------------------------------------------------------------
     def dispatch_once(self) -> int:
-        """Hand over every due ledger entry; returns how many were handed over."""
-        handed = 0
-        for entry in self.ledger.due():
+        """Hand over every due ledger entry, oldest first, a few at once; returns how many were handed over.
+
+        Once one hand-over fails (Prefect is unreachable), those not yet started wait for the backoff.
+        """
+        unreachable = threading.Event()
+
+        def hand_over(entry: Entry) -> bool:
+            if unreachable.is_set():
+                return False
             if self._dispatch(entry):
-                handed += 1
-            else:
-                break  # Prefect is unreachable: the rest waits for the backoff
+                return True
+            unreachable.set()
+            return False
+
+        handed = sum(self._handovers.map(hand_over, self.ledger.due()))
         counts = self.ledger.counts()
         for state in ("pending", "submitted"):
             metrics.QUEUE_DEPTH.labels(state).set(counts.get(state, 0))
@@ -149,6 +162,7 @@ class Sensor:
             self._wake.set()
             if dispatcher.is_alive():
                 dispatcher.join(timeout=10)
+            self._handovers.shutdown(wait=False, cancel_futures=True)
 
     def _dispatch_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
