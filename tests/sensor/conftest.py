@@ -43,10 +43,15 @@ def http_status(url: str) -> int | None:
 
 
 class PrefectServer:
-    """``prefect server start`` on a loopback port with its own SQLite database; can be stopped and restarted."""
+    """``prefect server start`` on a loopback port; can be stopped and restarted.
 
-    def __init__(self, home: Path) -> None:
+    Its database is SQLite under ``home``, or ``database_url`` (PostgreSQL, emptied at the first start).
+    """
+
+    def __init__(self, home: Path, database_url: str | None = None) -> None:
         self.home = home
+        self.database_url = database_url
+        self._reset = database_url is not None
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -57,6 +62,12 @@ class PrefectServer:
     def start(self) -> None:
         env = {**os.environ, "PREFECT_HOME": str(self.home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                "PREFECT_API_URL": self.api_url}
+        if self.database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
+        if self._reset:
+            subprocess.run([sys.executable, "-m", "prefect", "server", "database", "reset", "-y"], env=env,
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self._reset = False
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -81,6 +92,7 @@ class SensorProcess:
         self.config, self.api_url, self.health_port, self.log = config, api_url, health_port, log
         self.proc: subprocess.Popen[bytes] | None = None
         self.env: dict[str, str] = {}
+        self.args: list[str] = []
 
     def start(self, wait: bool = True) -> SensorProcess:
         env = {**os.environ, "PREFECT_API_URL": self.api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -89,7 +101,7 @@ class SensorProcess:
             env.pop("KUBECONFIG", None)  # no cluster unless a test brings its fake API server
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "coredump_agent.cli", "--config", str(self.config), "sensor"],
+                [sys.executable, "-m", "coredump_agent.cli", "--config", str(self.config), "sensor", *self.args],
                 cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True,
             )
         if wait:
