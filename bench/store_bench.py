@@ -34,6 +34,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from coredump_agent.crasher import with_core_dumps
+
 MB = 2**20
 FILL_C = r"""
 #include <stdint.h>
@@ -112,12 +114,7 @@ def make_core(work: Path, size_mb: int) -> Path:
     (work / "fill.c").write_text(FILL_C)
     subprocess.run(["gcc", "-O1", "-o", str(work / "fill"), str(work / "fill.c")], check=True)
 
-    def unlimited_core() -> None:
-        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-
-    subprocess.run(
-        [str(work / "fill"), str(size_mb)], check=False, cwd=work, preexec_fn=unlimited_core, capture_output=True
-    )
+    subprocess.run(with_core_dumps([str(work / "fill"), str(size_mb)]), check=False, cwd=work, capture_output=True)
     cores = sorted(work.glob("core*"), key=lambda path: path.stat().st_mtime)
     cores = [path for path in cores if path.suffix not in (".c",)]
     if not cores:

@@ -10,7 +10,6 @@ and writes the core with ``generate-core-file`` instead.
 from __future__ import annotations
 
 import hashlib
-import resource
 import shutil
 import subprocess
 import tempfile
@@ -76,8 +75,13 @@ def kernel_writes_to_cwd() -> bool:
     return bool(pattern) and not pattern.startswith("|") and "/" not in pattern
 
 
-def _unlimited_core() -> None:
-    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+def with_core_dumps(argv: list[str]) -> list[str]:
+    """``argv`` run with its soft core size limit raised to the hard one.
+
+    A shell does it rather than a preexec_fn: Python code between fork and exec can deadlock on a lock
+    that another thread of this process held at the fork.
+    """
+    return ["/bin/sh", "-c", 'ulimit -S -c "$(ulimit -H -c)" && exec "$0" "$@"', *argv]
 
 
 def crash(binary: Path, dest: Path, args: tuple[str, ...] = (), timeout: float = 300.0) -> Path:
@@ -89,7 +93,7 @@ def crash(binary: Path, dest: Path, args: tuple[str, ...] = (), timeout: float =
         if kernel_writes_to_cwd():
             try:
                 subprocess.run(
-                    [str(binary), *args], cwd=work, preexec_fn=_unlimited_core,
+                    with_core_dumps([str(binary), *args]), cwd=work,
                     capture_output=True, timeout=timeout, check=False,
                 )
             except subprocess.TimeoutExpired as exc:

@@ -112,12 +112,10 @@ class GdbSession:
             env["DEBUGINFOD_URLS"] = " ".join(debuginfod_urls)
             env["DEBUGINFOD_CACHE_PATH"] = os.path.join(self._workdir, "debuginfod")
 
-        def limit() -> None:  # runs in the child before exec
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            if memory_limit > 0:
-                resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
-
         try:
+            # No preexec_fn: Python code between fork and exec can deadlock on a lock that another thread
+            # of this process held at the fork, and the sensor runs flows in threads. The limits are set
+            # on the child right after the spawn instead, before GDB is sent anything to do.
             self.proc = subprocess.Popen(
                 [resolved, "--interpreter=mi3", "-nx", "-q"],
                 stdin=subprocess.PIPE,
@@ -125,12 +123,20 @@ class GdbSession:
                 stderr=subprocess.DEVNULL,
                 cwd=self._workdir,
                 env=env,
-                preexec_fn=limit,  # noqa: PLW1509 - no threads hold locks the child needs
                 start_new_session=True,
             )
         except OSError as exc:
             shutil.rmtree(self._workdir, ignore_errors=True)
             raise GdbError(f"GDB could not be started: {exc.strerror or exc}") from exc
+        try:
+            resource.prlimit(self.proc.pid, resource.RLIMIT_CORE, (0, 0))
+            if memory_limit > 0:
+                resource.prlimit(self.proc.pid, resource.RLIMIT_AS, (memory_limit, memory_limit))
+        except (OSError, ValueError) as exc:
+            self.proc.kill()
+            self.proc.wait()
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            raise GdbError(f"GDB's limits could not be set: {exc}") from exc
         settings = [
             "-gdb-set pagination off",
             "-gdb-set confirm off",
