@@ -63,10 +63,8 @@ class NodeRunner:
         # crashed runs are found by this runner's recover() at start instead. The settings are derived
         # once: deriving them costs tens of milliseconds of CPU, too much to pay per run.
         context = get_settings_context()
-        self._settings = SettingsContext(
-            profile=context.profile,
-            settings=context.settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
-        )
+        self._profile = context.profile
+        self._settings = context.settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flow-run")
         self._lock = threading.Lock()
         self._active: dict[UUID, Future[None]] = {}
@@ -96,7 +94,7 @@ class NodeRunner:
         result: dict[str, Any] | None = None
         error: BaseException | None = None
         try:
-            with SettingsContext(profile=self._settings.profile, settings=self._settings.settings):
+            with SettingsContext(profile=self._profile, settings=self._settings):
                 result = run_flow(process_coredump, flow_run=flow_run, parameters=flow_run.parameters)
         except BaseException as exc:  # the run's own state says what happened; keep the runner alive
             error = exc

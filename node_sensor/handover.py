@@ -87,7 +87,6 @@ def submit(node: str, key: str, params: dict[str, Any]) -> FlowRun:
     try:
         flow_run = _create(_client(), name, node, key, params)
     except Exception:
-        _deployments.pop(name, None)
         _drop_client()  # a client may have broken with the server; the next hand-over makes a new one
         raise
     try:
