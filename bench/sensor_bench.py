@@ -4,7 +4,10 @@ In one run: a local Prefect server (SQLite) and ``coredump-agent sensor`` start;
 core are renamed into the folder at once; the figure is the wall time until every flow run is
 complete, and per file the latency from the file being in place to its flow run's end (p50, p95).
 The baseline is a plain sequential loop running ``gdb -batch`` (the same commands) and ``zstd -3`` on
-each file. Prefect's own per-run floor is measured too: an empty flow run against the same server.
+each file. Prefect's own per-run floor is measured too: an empty flow run against the same server. After the
+burst, ``--singles`` cores are dropped one at a time, each once the one before is processed: their
+latency is that of a crash on a quiet node. The CPU time the Prefect server and the sensor (with its
+flow runs, GDB and zstd) spent per core in the burst is read from /proc.
 Targets: the burst within 2x of the plain loop; p50 latency at most 3 s.
 
 The Prefect server runs on SQLite, the embedded default. ``--prefect-postgres URL`` (an asyncpg URL
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from coredump_agent.crasher import make_core
@@ -66,10 +70,33 @@ def prefect_floor(api_url: str, runs: int = 5) -> float:
     return statistics.median(times)
 
 
-def run_burst(node: Node, core: Path, count: int) -> tuple[float, list[float]]:
+def flow_run_ends(node: Node, dropped: dict[str, float]) -> dict[str, float]:
+    """When the flow run of each dropped file ended (by path), once every one of them has ended."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    with temporary_settings(updates={PREFECT_API_URL: node.sensor.api_url}), get_client(sync_client=True) as client:
+        def ended() -> dict[str, float] | None:
+            ends: dict[str, float] = {}
+            offset = 0
+            while page := client.read_flow_runs(limit=200, offset=offset):  # the API's largest page
+                ends.update((r.parameters["path"], r.end_time.timestamp()) for r in page
+                            if r.parameters.get("path") in dropped and r.end_time is not None)
+                offset += len(page)
+            return ends if len(ends) >= len(dropped) else None
+
+        ends: dict[str, float] = wait_for(ended, 300, "every flow run to end", interval=0.5)
+    return ends
+
+
+def drop(node: Node, core: Path, name: str, staging: Path) -> tuple[str, float]:
+    """Copy the core aside, then rename it into the watched folder, as systemd-coredump does."""
+    shutil.copyfile(core, staging / name)
+    os.rename(staging / name, node.watched / name)
+    return str(node.watched / name), time.time()
+
+
+def run_burst(node: Node, core: Path, count: int) -> tuple[float, list[float]]:
     staging = node.watched / ".staging"
     staging.mkdir()
     names = []
@@ -82,22 +109,44 @@ def run_burst(node: Node, core: Path, count: int) -> tuple[float, list[float]]:
         os.rename(staging / name, node.watched / name)
         dropped[str(node.watched / name)] = time.time()
     wait_for(lambda: len(node.finished_rows()) >= count, 900, f"{count} processed cores", interval=0.5)
-    with temporary_settings(updates={PREFECT_API_URL: node.sensor.api_url}), get_client(sync_client=True) as client:
-        def ended() -> list[float] | None:
-            runs = client.read_flow_runs(limit=count + 50)
-            done = [r for r in runs if r.parameters.get("path") in dropped and r.end_time is not None]
-            return [r.end_time.timestamp() for r in done] if len(done) >= count else None
-
-        wait_for(ended, 300, "every flow run to end", interval=0.5)
-        runs = [r for r in client.read_flow_runs(limit=count + 50) if r.parameters.get("path") in dropped]
-    latencies = [r.end_time.timestamp() - dropped[r.parameters["path"]] for r in runs if r.end_time]
-    wall = max(r.end_time.timestamp() for r in runs if r.end_time) - started
-    return wall, latencies
+    ends = flow_run_ends(node, dropped)
+    return max(ends.values()) - started, [ends[path] - at for path, at in dropped.items()]
 
 
-def burst_against(work: Path, name: str, core: Path, count: int, database_url: str | None,
-                  workers: int | None) -> tuple[float, list[float], float]:
-    """Start a Prefect server and a sensor, drop the burst; returns its wall time, latencies and floor."""
+def run_singles(node: Node, core: Path, count: int) -> list[float]:
+    """Cores one at a time, each once the one before is processed: the latency of a crash on a quiet node."""
+    staging = node.watched / ".staging-singles"
+    staging.mkdir()
+    dropped: dict[str, float] = {}
+    finished = len(node.finished_rows())
+    for index in range(count):
+        path, at = drop(node, core, f"core.single.{index}", staging)
+        dropped[path] = at
+        finished += 1
+        wait_for(lambda done=finished: len(node.finished_rows()) >= done, 120, f"single core {index}", interval=0.1)
+    ends = flow_run_ends(node, dropped)
+    return [ends[path] - at for path, at in dropped.items()]
+
+
+@dataclass
+class Result:
+    wall: float
+    latencies: list[float]
+    singles: list[float]
+    floor: float
+    server_cpu: float
+    sensor_cpu: float
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of the children it has waited for (GDB, zstd), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def burst_against(work: Path, name: str, core: Path, count: int, singles: int, database_url: str | None,
+                  workers: int | None) -> Result:
+    """Start a Prefect server and a sensor, drop the burst, then single cores; what they measured."""
     server = PrefectServer(work / f"prefect-home-{name}", database_url)
     server.start()
     node = Node(work / f"node-{name}", server.api_url)
@@ -106,25 +155,39 @@ def burst_against(work: Path, name: str, core: Path, count: int, database_url: s
     try:
         floor = prefect_floor(server.api_url)
         node.sensor.start()
+        assert server.proc is not None and node.sensor.proc is not None
+        cpu_before = cpu_seconds(server.proc.pid), cpu_seconds(node.sensor.proc.pid)
         print(f"dropping {count} cores into {node.watched} (Prefect server on {name}) ...", flush=True)
         wall, latencies = run_burst(node, core, count)
+        server_cpu = cpu_seconds(server.proc.pid) - cpu_before[0]
+        sensor_cpu = cpu_seconds(node.sensor.proc.pid) - cpu_before[1]
+        print(f"then {singles} cores one at a time ...", flush=True)
+        single = run_singles(node, core, singles)
     finally:
         if node.sensor.proc is not None:
             node.sensor.stop()
         server.stop()
-    return wall, sorted(latencies), floor
+    return Result(wall, sorted(latencies), sorted(single), floor, server_cpu / count, sensor_cpu / count)
 
 
-def report(name: str, baseline: float, wall: float, latencies: list[float], floor: float) -> None:
-    p50 = statistics.median(latencies)
-    p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
-    ratio = wall / baseline
+def percentile(values: list[float], fraction: float) -> float:
+    return values[min(len(values) - 1, int(fraction * len(values)))]
+
+
+def report(name: str, baseline: float, result: Result) -> None:
+    p50 = statistics.median(result.latencies)
+    single = statistics.median(result.singles)
+    ratio = result.wall / baseline
     print(f"  Prefect server on {name}:")
-    print(f"    sensor -> flow runs complete (burst):        {wall:7.2f} s = {ratio:.2f}x baseline "
+    print(f"    sensor -> flow runs complete (burst):        {result.wall:7.2f} s = {ratio:.2f}x baseline "
           f"(target <= 2x: {'met' if ratio <= 2 else 'NOT met'})")
-    print(f"    latency file in place -> flow run complete: p50 {p50:.2f} s "
-          f"(target <= 3 s: {'met' if p50 <= 3 else 'NOT met'}), p95 {p95:.2f} s")
-    print(f"    Prefect's floor, an empty flow run on this server: {floor:.2f} s")
+    print(f"    burst latency, file in place -> flow run complete: p50 {p50:.2f} s "
+          f"(target <= 3 s: {'met' if p50 <= 3 else 'NOT met'}), p95 {percentile(result.latencies, 0.95):.2f} s")
+    print(f"    single cores, one at a time: latency p50 {single:.2f} s "
+          f"(target <= 3 s: {'met' if single <= 3 else 'NOT met'}), max {max(result.singles):.2f} s")
+    print(f"    CPU per core in the burst: Prefect server {result.server_cpu:.2f} s, sensor with its flow runs "
+          f"{result.sensor_cpu:.2f} s (GDB and zstd included)")
+    print(f"    Prefect's floor, an empty flow run on this server: {result.floor:.2f} s")
 
 
 def main() -> int:
@@ -134,6 +197,8 @@ def main() -> int:
                         help="also run the burst against a Prefect server on this PostgreSQL database "
                              "(postgresql+asyncpg://...; the bench empties it)")
     parser.add_argument("--workers", type=int, help="the sensor's --workers (default: the sensor's own default)")
+    parser.add_argument("--singles", type=int, default=10,
+                        help="cores dropped one at a time after the burst: the latency on a quiet node (default 10)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sensor-bench-") as tmp:
         work = Path(tmp)
@@ -149,15 +214,17 @@ def main() -> int:
         print(f"baseline: gdb -batch + zstd -3 on {args.count} cores, sequentially ...", flush=True)
         baseline = plain_loop(files, exe, work / "plain-out")
 
-        results = {"SQLite (the embedded default)": burst_against(work, "sqlite", core, args.count, None, args.workers)}
+        results = {"SQLite (the embedded default)": burst_against(
+            work, "sqlite", core, args.count, args.singles, None, args.workers)}
         if args.prefect_postgres:
             results["PostgreSQL"] = burst_against(
-                work, "postgres", core, args.count, args.prefect_postgres, args.workers
+                work, "postgres", core, args.count, args.singles, args.prefect_postgres, args.workers
             )
         print(f"cores: {args.count} x {core.stat().st_size / 1024:.0f} KB")
-        print(f"  plain sequential gdb + zstd loop (baseline): {baseline:7.2f} s")
-        for name, (wall, latencies, floor) in results.items():
-            report(name, baseline, wall, latencies, floor)
+        print(f"  plain sequential gdb + zstd loop (baseline): {baseline:7.2f} s "
+              f"({baseline / args.count:.2f} s a core)")
+        for name, result in results.items():
+            report(name, baseline, result)
     return 0
 
 

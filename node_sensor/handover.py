@@ -9,23 +9,41 @@ the ledger, not the event, is what guarantees delivery.
 Each hand-over thread keeps one API client and the deployment's id: a burst of
 cores costs one request per file, not a new HTTP client and a deployment lookup
 each.
+
+A Prefect server on SQLite answers 503 when a flow run's insert meets another
+write ("database is locked"); Prefect's client would wait 2, 4, 8... seconds
+before trying again, and a burst of cores would queue behind those waits. The
+hand-over turns the client's own retries off and retries a busy server itself,
+after tens of milliseconds at first; the idempotency key makes a retry of a
+request that did succeed return the same run. A server that still refuses
+after that, or cannot be reached, leaves the file to the ledger's backoff.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
+from prefect.context import SettingsContext, get_settings_context
 from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, Settings
 from prefect.states import Scheduled
 
 log = logging.getLogger(__name__)
 FLOW_NAME = "process-coredump"
+BUSY_STATUSES = frozenset({429, 502, 503, 504})
+"""Answers of a server that is busy or restarting: worth another try soon."""
+BUSY_RETRIES = 10
+FIRST_RETRY_SECONDS = 0.05
+LAST_RETRY_SECONDS = 1.0
+"""A busy server is tried again after 0.05 s, doubling up to 1 s: about 6.5 s in all before the ledger's backoff."""
 
 
 class DeploymentMissingError(LookupError):
@@ -42,11 +60,16 @@ def deployment_name(node: str) -> str:
 
 
 def _client() -> SyncPrefectClient:
+    """This thread's client of the configured API (a new one when the API URL changed)."""
     client: SyncPrefectClient | None = getattr(_local, "client", None)
+    url = PREFECT_API_URL.value()
+    if client is not None and getattr(_local, "url", None) != url:
+        _drop_client()
+        client = None
     if client is None:
         client = get_client(sync_client=True)
         client.__enter__()
-        _local.client = client
+        _local.client, _local.url = client, url
     return client
 
 
@@ -81,14 +104,39 @@ def _create(client: SyncPrefectClient, name: str, node: str, key: str, params: d
     return create(deployment_id)
 
 
+def _client_retries_off() -> SettingsContext:
+    """The current settings with the client's own retries off (derived once per thread and settings: it costs CPU)."""
+    context = get_settings_context()
+    derived: tuple[Settings, Settings] | None = getattr(_local, "retries_off", None)
+    if derived is None or derived[0] is not context.settings:
+        derived = (context.settings, context.settings.copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0}))
+        _local.retries_off = derived
+    return SettingsContext(profile=context.profile, settings=derived[1])
+
+
+def create_flow_run(node: str, key: str, params: dict[str, Any]) -> FlowRun:
+    """The flow run of one file, created or found by its key; a busy server is tried again soon."""
+    name = deployment_name(node)
+    attempt = 0
+    while True:
+        try:
+            with _client_retries_off():
+                return _create(_client(), name, node, key, params)
+        except Exception as exc:
+            if not isinstance(exc, PrefectHTTPStatusError):
+                _drop_client()  # the client may have broken with the server; the next try makes a new one
+            # Only a busy server is tried again here; a connection that failed is left to the ledger.
+            busy = isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code in BUSY_STATUSES
+            if attempt >= BUSY_RETRIES or not busy:
+                raise
+        delay = min(LAST_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2**attempt)
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        attempt += 1
+
+
 def submit(node: str, key: str, params: dict[str, Any]) -> FlowRun:
     """Create (or find, by key) the flow run for one file; raises when Prefect cannot be reached."""
-    name = deployment_name(node)
-    try:
-        flow_run = _create(_client(), name, node, key, params)
-    except Exception:
-        _drop_client()  # a client may have broken with the server; the next hand-over makes a new one
-        raise
+    flow_run = create_flow_run(node, key, params)
     try:
         emit_event(
             event="coredump.detected",

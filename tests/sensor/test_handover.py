@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import PrefectHTTPStatusError
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Scheduled
 
 from flows.node_runner import NodeRunner, apply_deployment
@@ -90,3 +95,85 @@ def test_hand_over_raises_when_the_deployment_is_gone(params: Callable[[str], di
     node = "never-deployed"
     with pytest.raises(handover.DeploymentMissingError, match="process-coredump/never-deployed does not exist"):
         handover.submit(node, "key-lost", {**params("core.lost"), "node": node})
+
+
+class BusyProxy:
+    """An HTTP proxy in front of the real server that answers 503 to the next ``busy`` flow-run creations,
+    as a Prefect server on SQLite does when the insert meets another write."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.busy = 0
+        self.creations = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == "POST" and self.path.endswith("/create_flow_run"):
+                    proxy.creations += 1
+                    if proxy.busy > 0:
+                        proxy.busy -= 1
+                        self._answer(503, json.dumps({"exception_message": "Service Unavailable"}).encode())
+                        return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                upstream = httpx.request(self.command, proxy.upstream + self.path.removeprefix("/api"),
+                                         headers=headers, content=body)
+                self._answer(upstream.status_code, upstream.content)
+
+            def _answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _relay
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def busy_proxy(prefect_harness: str) -> Iterator[BusyProxy]:
+    proxy = BusyProxy(prefect_harness)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: proxy.url}):
+            yield proxy
+    finally:
+        proxy.close()
+
+
+def test_a_busy_server_is_tried_again_until_it_takes_the_run(
+    params: Callable[[str], dict[str, Any]], busy_proxy: BusyProxy, prefect_harness: str
+) -> None:
+    node = "busy-server"
+    apply_deployment(node)
+    busy_proxy.busy = 3
+    flow_run = handover.create_flow_run(node, "key-busy", {**params("core.busy"), "node": node})
+    assert busy_proxy.creations == 4  # three refused, the fourth taken
+    with temporary_settings(updates={PREFECT_API_URL: prefect_harness}), get_client(sync_client=True) as client:
+        stored = client.read_flow_run(flow_run.id)
+    assert stored.idempotency_key == "key-busy" and stored.state_type == StateType.SCHEDULED
+
+
+def test_a_server_busy_for_too_long_leaves_the_file_to_the_ledger(
+    params: Callable[[str], dict[str, Any]], busy_proxy: BusyProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = "always-busy"
+    apply_deployment(node)
+    monkeypatch.setattr(handover, "BUSY_RETRIES", 2)
+    monkeypatch.setattr(handover, "FIRST_RETRY_SECONDS", 0.01)
+    busy_proxy.busy = 1000
+    with pytest.raises(PrefectHTTPStatusError, match="503"):
+        handover.create_flow_run(node, "key-always-busy", {**params("core.always-busy"), "node": node})
+    # Each try is one request: Prefect's client does not add its own retries, seconds apart, to ours.
+    assert busy_proxy.creations == 3
