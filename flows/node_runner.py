@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
@@ -29,7 +29,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.context import SettingsContext, get_settings_context
+from prefect.context import SettingsContext, SyncClientContext, get_settings_context
 from prefect.flow_engine import run_flow
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 from prefect.states import Scheduled
@@ -71,6 +71,8 @@ class NodeRunner:
         # The scheduled states already started here: a poll that read a run just before the sensor's
         # hand-over started it must not start it again. A retry from the UI is a new scheduled state.
         self._started: OrderedDict[tuple[UUID, UUID | None], None] = OrderedDict()
+        self._local = threading.local()
+        self._clients: list[SyncClientContext] = []
 
     def submit(self, flow_run: FlowRun) -> bool:
         """Execute a scheduled flow run unless it is executing here or this scheduled state of it was started here."""
@@ -90,11 +92,36 @@ class NodeRunner:
         with self._lock:
             return len(self._active)
 
+    def _thread_client(self) -> SyncClientContext:
+        """This thread's Prefect client, kept for the thread's life and found by every run it executes.
+
+        A new client per run would build an SSL context (tens of milliseconds of CPU), ask for a
+        CSRF token and check the server's version, every run.
+        """
+        context: SyncClientContext | None = getattr(self._local, "client", None)
+        if context is None:
+            context = SyncClientContext()
+            context.__enter__()  # left entered: this thread's later runs find it
+            self._local.client = context
+            with self._lock:
+                self._clients.append(context)
+        return context
+
+    def _close_clients(self) -> None:
+        with self._lock:
+            contexts, self._clients = self._clients, []
+        for context in contexts:
+            try:
+                context.client.__exit__(None, None, None)
+            except Exception:  # closing at shutdown; nothing is left to lose
+                log.debug("could not close a Prefect client", exc_info=True)
+
     def _execute(self, flow_run: FlowRun) -> None:
         result: dict[str, Any] | None = None
         error: BaseException | None = None
         try:
             with SettingsContext(profile=self._profile, settings=self._settings):
+                self._thread_client()
                 result = run_flow(process_coredump, flow_run=flow_run, parameters=flow_run.parameters)
         except BaseException as exc:  # the run's own state says what happened; keep the runner alive
             error = exc
@@ -104,25 +131,28 @@ class NodeRunner:
         if self.on_done is not None:
             self.on_done(flow_run, result, error)
 
-    def _runs(self, states: list[StateType]) -> list[FlowRun]:
-        with get_client(sync_client=True) as client:
-            return client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))),
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])),
-                limit=200,
-            )
+    def _runs(self, client: SyncPrefectClient, states: list[StateType]) -> list[FlowRun]:
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))),
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])),
+            limit=200,
+        )
 
-    def poll_once(self) -> int:
+    def poll_once(self, client: SyncPrefectClient | None = None) -> int:
         """Start scheduled runs that are due; returns how many were started.
 
         While every worker is busy nothing could start sooner, so the poll waits: in a burst the
         queue holds the sensor's own runs, and reading them all again would only load the server.
+        ``client``: the poller's own, kept across polls; a new one by default.
         """
         if self.active() >= self.workers:
             return 0
+        if client is None:
+            with get_client(sync_client=True) as own:
+                return self.poll_once(own)
         started = 0
         now = time.time()
-        for flow_run in self._runs([StateType.SCHEDULED]):
+        for flow_run in self._runs(client, [StateType.SCHEDULED]):
             when = flow_run.next_scheduled_start_time or flow_run.expected_start_time
             if when is not None and when.timestamp() > now:
                 continue
@@ -133,7 +163,7 @@ class NodeRunner:
         """Reschedule runs a killed runner left Pending or Running; returns how many."""
         count = 0
         with get_client(sync_client=True) as client:
-            for flow_run in self._runs([StateType.PENDING, StateType.RUNNING]):
+            for flow_run in self._runs(client, [StateType.PENDING, StateType.RUNNING]):
                 with self._lock:
                     if flow_run.id in self._active:
                         continue
@@ -144,10 +174,12 @@ class NodeRunner:
 
     def run(self, stop: threading.Event) -> None:
         """Poll for due runs until ``stop`` is set; then wait for the runs in progress."""
-        while not stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:
-                log.warning("could not poll Prefect for scheduled runs", exc_info=True)
-            stop.wait(self.poll_interval)
+        with get_client(sync_client=True) as client:
+            while not stop.is_set():
+                try:
+                    self.poll_once(client)
+                except Exception:
+                    log.warning("could not poll Prefect for scheduled runs", exc_info=True)
+                stop.wait(self.poll_interval)
         self._pool.shutdown(wait=True)
+        self._close_clients()

@@ -69,6 +69,7 @@ def test_a_run_starts_once_per_scheduled_state(params: Callable[[str], dict[str,
     assert runner.submit(retried) is True
     assert finished.wait(120)
     assert [run.id for run in runner_done] == [flow_run.id, flow_run.id]
+    assert len(runner._clients) == 1  # the one worker's client served both runs
 
 
 def test_hand_over_follows_a_deployment_applied_again(params: Callable[[str], dict[str, Any]]) -> None:
