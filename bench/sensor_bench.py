@@ -3,11 +3,11 @@
 In one run: a local Prefect server (SQLite) and ``coredump-agent sensor`` start; 100 copies of a real
 core are renamed into the folder at once; the figure is the wall time until every flow run is
 complete, and per file the latency from the file being in place to its flow run's end (p50, p95).
-The baseline is a plain sequential loop running ``gdb -batch`` (the same commands) and ``zstd -3`` on
-each file. Prefect's own per-run floor is measured too: an empty flow run against the same server. After the
-burst, ``--singles`` cores are dropped one at a time, each once the one before is processed: their
-latency is that of a crash on a quiet node. The CPU time the Prefect server and the sensor (with its
-flow runs, GDB and zstd) spent per core in the burst is read from /proc.
+The baseline is a plain sequential loop running ``gdb -batch`` (the same commands) and ``zstd -1`` (the
+agent's default level) on each file. Prefect's own per-run floor is measured too: an empty flow run
+against the same server. After the burst, ``--singles`` cores are dropped one at a time, each once the
+one before is processed: their latency is that of a crash on a quiet node. The CPU time the Prefect
+server and the sensor (with its flow runs, GDB and zstd) spent per core in the burst is read from /proc.
 Targets: the burst within 2x of the plain loop; p50 latency at most 3 s.
 
 The Prefect server runs on SQLite, the embedded default. ``--prefect-postgres URL`` (an asyncpg URL
@@ -42,7 +42,7 @@ def plain_loop(files: list[Path], exe: Path, out: Path) -> float:
             capture_output=True, check=True,
         )
         with open(out / f"{index}.zst", "wb") as sink:
-            subprocess.run(["zstd", "-3", "-q", "-c", str(path)], stdout=sink, check=True)
+            subprocess.run(["zstd", "-1", "-q", "-c", str(path)], stdout=sink, check=True)
     return time.perf_counter() - started
 
 
@@ -211,7 +211,7 @@ def main() -> int:
             shutil.copyfile(core, target)
             files.append(target)
         (work / "plain-out").mkdir()
-        print(f"baseline: gdb -batch + zstd -3 on {args.count} cores, sequentially ...", flush=True)
+        print(f"baseline: gdb -batch + zstd -1 on {args.count} cores, sequentially ...", flush=True)
         baseline = plain_loop(files, exe, work / "plain-out")
 
         results = {"SQLite (the embedded default)": burst_against(

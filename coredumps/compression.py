@@ -33,6 +33,8 @@ node's CPUs belong to Milvus first."""
 JOB_SIZE = 8 << 20
 """zstd job size per worker; bounds memory at roughly MAX_THREADS * 3 * JOB_SIZE."""
 COPY_CHUNK = 4 << 20
+GZIP_LEVEL = 6
+"""gzip's own default, the original agent's format; storage.compressionLevel is the zstd level."""
 
 
 class Sink(Protocol):
@@ -124,11 +126,11 @@ def _copy_plain(source: _SourceReader, sink: Sink) -> None:
 
 
 def compress_file(
-    src: Path, dest: Sink, method: str, level: int = 3, threads: int = 0, *, hashed: bool = True
+    src: Path, dest: Sink, method: str, level: int = 1, threads: int = 0, *, hashed: bool = True
 ) -> tuple[int, str]:
     """Write ``src`` to ``dest`` in the stored form; return (bytes written, their sha256).
 
-    ``level`` is the zstd level (gzip uses at most 9); ``threads`` 0 means one zstd
+    ``level`` is the zstd level (gzip is always level GZIP_LEVEL); ``threads`` 0 means one zstd
     worker per core, at most MAX_THREADS. The source may be raw, .zst, .lz4 or .xz.
     ``hashed`` False skips the sha256 (returned empty) for a sink that hashes what it stores.
     """
@@ -151,7 +153,7 @@ def compress_file(
     elif method == "gzip":
         with (
             _open_source(src, kind) as source,
-            gzip.GzipFile(fileobj=cast(IO[bytes], writer), mode="wb", compresslevel=min(level, 9), mtime=0) as gz,
+            gzip.GzipFile(fileobj=cast(IO[bytes], writer), mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz,
         ):
             _copy_plain(source, gz)
     else:

@@ -239,7 +239,11 @@ class StorageConfig(Section):
     )
     compression_enabled: bool = Field(True, description="Compress stored cores (see compression).")
     compression: Literal["zstd", "gzip", "none"] = Field("zstd", description="Compression of stored cores.")
-    compression_level: int = Field(3, ge=1, le=19, description="zstd level; 3 is fast with a good ratio.")
+    compression_level: int = Field(
+        1, ge=1, le=19,
+        description="zstd level; 1 is the fastest (less CPU taken from Milvus on the node), higher levels make "
+        "smaller files for more CPU.",
+    )
     compression_threads: int = Field(0, ge=0, description="zstd worker threads; 0 uses every core, at most 4.")
     s3: S3Config = Field(default_factory=S3Config)
 

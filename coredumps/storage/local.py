@@ -167,7 +167,7 @@ class LocalStorage:
     backend = "local"
 
     def __init__(
-        self, root: Path, *, compression: str = "zstd", level: int = 3, threads: int = 0, fsync: bool = True
+        self, root: Path, *, compression: str = "zstd", level: int = 1, threads: int = 0, fsync: bool = True
     ) -> None:
         self.root = Path(root).absolute()
         self.compression = compression

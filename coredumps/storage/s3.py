@@ -155,7 +155,7 @@ class S3Storage:
         region: str = "",
         part_size: int = 16 * 2**20,
         compression: str = "zstd",
-        level: int = 3,
+        level: int = 1,
         threads: int = 0,
         verify: Literal["etag", "read-back"] = "etag",
         attempts: int = 5,

@@ -38,6 +38,25 @@ def test_round_trip_and_hash_of_written_bytes(make_core: Callable[..., Path], me
     assert plain(stored, method) == source.read_bytes()
 
 
+def test_gzip_is_the_original_agents_level_6_whatever_the_zstd_level(make_core: Callable[..., Path]) -> None:
+    source = make_core(2**20)
+    out = io.BytesIO()
+    compress_file(source, out, "gzip", level=1)
+    expected = io.BytesIO()
+    with gzip.GzipFile(fileobj=expected, mode="wb", compresslevel=6, mtime=0) as gz:
+        gz.write(source.read_bytes())
+    assert out.getvalue() == expected.getvalue()
+
+
+def test_the_default_zstd_level_is_the_fastest(make_core: Callable[..., Path]) -> None:
+    source = make_core(4 * 2**20)
+    default, level_1, level_3 = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    compress_file(source, default, "zstd", threads=1)
+    compress_file(source, level_1, "zstd", level=1, threads=1)
+    compress_file(source, level_3, "zstd", level=3, threads=1)
+    assert default.getvalue() == level_1.getvalue() != level_3.getvalue()
+
+
 def test_zstd_shrinks_a_core_like_file(make_core: Callable[..., Path]) -> None:
     source = make_core(4 * 2**20)
     size, _ = compress_file(source, io.BytesIO(), "zstd")
