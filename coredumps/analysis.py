@@ -123,22 +123,68 @@ def _libraries(result: MIResult, build_ids_by_addr: list[tuple[int, int, str]], 
 
 def analyze_core(
     path: Path, cfg: AnalyzerConfig, exe: str | None = None, scratch_dir: Path | None = None,
-    prepared: Loading | None = None,
+    prepared: Loading | None = None, index_cache: Path | None = None,
 ) -> Diagnosis:
     """Analyse one core (raw, .zst, .lz4 or .xz). Raises BadInputError or AnalysisTimeoutError.
 
     ``prepared`` is a load begun by ``prepare_core``; it is used when it fits and closed in any case.
+    ``index_cache`` is the folder of GDB's index cache (see ``index_cache_for``), kept within
+    ``analyzer.gdbIndexCacheSize``; 0 there turns the cache off.
     """
-    launch = gdb_launch(cfg)
-    if prepared is not None:
-        with contextlib.closing(prepared):
-            if prepared.fits(path, exe, launch):
-                prepared.gdb.set_timeout(cfg.gdb_timeout)
-                return _finish(prepared, cfg)
-    with plain_core(path, scratch_dir) as (core, compression):
-        loading = Loading(path, core, compression, exe, launch, cfg.gdb_timeout)
-        with contextlib.closing(loading):
-            return _finish(loading, cfg)
+    cache = index_cache if index_cache is not None and cfg.gdb_index_cache_size > 0 else None
+    if cache is not None:
+        try:
+            cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:  # the cache only saves time: analyse without it
+            log.warning("GDB's index cache %s cannot be created (%s); analysing without it", cache, exc.strerror)
+            cache = None
+    launch = gdb_launch(cfg, str(cache) if cache is not None else "")
+    try:
+        if prepared is not None:
+            with contextlib.closing(prepared):
+                if prepared.fits(path, exe, launch):
+                    prepared.gdb.set_timeout(cfg.gdb_timeout)
+                    return _finish(prepared, cfg)
+        with plain_core(path, scratch_dir) as (core, compression):
+            loading = Loading(path, core, compression, exe, launch, cfg.gdb_timeout)
+            with contextlib.closing(loading):
+                diagnosis = _finish(loading, cfg)
+                if cache is not None:
+                    loading.gdb.quit()  # GDB writes its index cache on the way out
+                return diagnosis
+    finally:
+        if cache is not None:
+            prune_index_cache(cache, cfg.gdb_index_cache_size)
+
+
+def index_cache_for(data_dir: str) -> Path:
+    """GDB's index cache: the symbol indexes it builds, by build-id, so a repeated crash of one build loads faster."""
+    return Path(os.path.join(data_dir, "gdb-index-cache"))
+
+
+def prune_index_cache(folder: Path, max_bytes: int) -> int:
+    """Delete the oldest index files until the folder holds at most ``max_bytes``; returns how many went.
+
+    Housekeeping never fails an analysis: a file that cannot be read or removed is left for next time.
+    """
+    try:
+        entries = [(entry.stat().st_mtime, entry.stat().st_size, entry) for entry in os.scandir(folder)
+                   if entry.is_file(follow_symlinks=False)]
+    except OSError:
+        return 0
+    total = sum(size for _mtime, size, _entry in entries)
+    removed = 0
+    for _mtime, size, entry in sorted(entries, key=lambda item: item[0]):
+        if total <= max_bytes:
+            break
+        try:
+            os.unlink(entry.path)
+        except OSError as exc:
+            log.debug("could not remove %s from the GDB index cache: %s", entry.path, exc)
+            continue
+        total -= size
+        removed += 1
+    return removed
 
 
 def _finish(loading: Loading, cfg: AnalyzerConfig) -> Diagnosis:

@@ -203,6 +203,11 @@ class AnalyzerConfig(Section):
     debuginfod_urls: list[str] = Field(
         default_factory=list, description="debuginfod servers; empty keeps debuginfod (and its network use) off."
     )
+    gdb_index_cache_size: Size = Field(
+        2**30,
+        description="Size limit of GDB's index cache (agent.dataDir/gdb-index-cache), which makes repeated "
+        "crashes of one build load faster; 0 turns it off.",
+    )
     max_frames: int = Field(64, ge=4, description="Frames kept per thread: the innermost and outermost halves.")
     max_threads: int = Field(256, ge=1, description="Threads whose stacks are listed in full.")
     value_threshold: float = Field(7.0, ge=0, le=10, description="Score at or above which a core is kept.")

@@ -9,6 +9,7 @@ line can start the load first and read its config while GDB works.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,11 +22,12 @@ if TYPE_CHECKING:
     from coredumps.config import AnalyzerConfig
 
 
-def gdb_launch(cfg: AnalyzerConfig) -> GdbLaunch:
-    """How the analyzer config starts GDB and loads a core."""
+def gdb_launch(cfg: AnalyzerConfig, index_cache: str = "") -> GdbLaunch:
+    """How the analyzer config starts GDB and loads a core; ``index_cache``: GDB's index cache folder, if any."""
     return GdbLaunch(
         gdb_path=cfg.gdb_path, memory_limit=cfg.gdb_memory_limit, debuginfod_urls=tuple(cfg.debuginfod_urls),
         executable=cfg.executable, sysroot=cfg.sysroot, solib_search_path=tuple(cfg.solib_search_path),
+        index_cache=index_cache,
     )
 
 
@@ -103,6 +105,9 @@ class Loading:
 
     def _load_commands(self) -> list[str]:
         commands = []
+        if self.launch.index_cache:
+            folder = self.gdb.safe_path(self.launch.index_cache, "index-cache")  # the setting takes no quotes
+            commands += [f"-gdb-set index-cache directory {folder}", "-gdb-set index-cache enabled on"]
         if self.launch.sysroot:
             commands.append(f"-gdb-set sysroot {quote(self.launch.sysroot)}")
         if self.launch.solib_search_path:
@@ -125,7 +130,9 @@ class Loading:
                     self.warnings.append(text)
 
     def fits(self, path: Path, exe: str | None, launch: GdbLaunch) -> bool:
-        return (self.path, self.exe, self.launch) == (path, exe, launch)
+        """Whether this load is the one ``launch`` would make (the index cache only changes its speed)."""
+        ours, theirs = replace(self.launch, index_cache=""), replace(launch, index_cache="")
+        return (self.path, self.exe, ours) == (path, exe, theirs)
 
     def close(self) -> None:
         self.gdb.close()

@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from coredumps import records
 from coredumps.ai.step import AINote, ai_step
-from coredumps.analysis import analyze_core, scratch_dir_for
+from coredumps.analysis import analyze_core, index_cache_for, scratch_dir_for
 from coredumps.config import Config
 from coredumps.diagnosis import Diagnosis
 from coredumps.intake import identify_file
@@ -48,7 +48,8 @@ def analyze(path: str, exe: str | None, cfg: Config, sessions: Sessions, coredum
     """
     slots = Path(cfg.agent.data_dir) / "slots"
     with node_slot(slots, "gdb", cfg.analyzer.max_concurrent_analyses, timeout=cfg.analyzer.gdb_timeout):
-        diagnosis = analyze_core(Path(path), cfg.analyzer, exe=exe, scratch_dir=scratch_dir_for(cfg.agent.data_dir))
+        diagnosis = analyze_core(Path(path), cfg.analyzer, exe=exe, scratch_dir=scratch_dir_for(cfg.agent.data_dir),
+                                 index_cache=index_cache_for(cfg.agent.data_dir))
     records.record_analysis(sessions, coredump_id, diagnosis)
     return diagnosis
 

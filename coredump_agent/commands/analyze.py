@@ -25,13 +25,14 @@ def run(args: argparse.Namespace) -> int:
     prepared = prepare_core(path, args.exe, gdb=getattr(args, "early_gdb", None))
     try:
         from coredump_agent.report import render_text
-        from coredumps.analysis import analyze_core, scratch_dir_for
+        from coredumps.analysis import analyze_core, index_cache_for, scratch_dir_for
         from coredumps.config import load_config
         from coredumps.scoring import breakdown_line, score_diagnosis
 
         cfg = load_config(args.config)
         diagnosis = analyze_core(
-            path, cfg.analyzer, exe=args.exe, scratch_dir=scratch_dir_for(cfg.agent.data_dir), prepared=prepared
+            path, cfg.analyzer, exe=args.exe, scratch_dir=scratch_dir_for(cfg.agent.data_dir), prepared=prepared,
+            index_cache=index_cache_for(cfg.agent.data_dir),
         )
     finally:
         if prepared is not None:
