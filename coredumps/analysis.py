@@ -168,8 +168,8 @@ def prune_index_cache(folder: Path, max_bytes: int) -> int:
     Housekeeping never fails an analysis: a file that cannot be read or removed is left for next time.
     """
     try:
-        entries = [(entry.stat().st_mtime, entry.stat().st_size, entry) for entry in os.scandir(folder)
-                   if entry.is_file(follow_symlinks=False)]
+        entries = [(info.st_mtime, info.st_size, entry) for entry in os.scandir(folder)
+                   if entry.is_file(follow_symlinks=False) and (info := entry.stat(follow_symlinks=False))]
     except OSError:
         return 0
     total = sum(size for _mtime, size, _entry in entries)

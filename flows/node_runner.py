@@ -92,7 +92,7 @@ class NodeRunner:
         with self._lock:
             return len(self._active)
 
-    def _thread_client(self) -> SyncClientContext:
+    def _enter_thread_client(self) -> None:
         """This thread's Prefect client, kept for the thread's life and found by every run it executes.
 
         A new client per run would build an SSL context (tens of milliseconds of CPU), ask for a
@@ -105,7 +105,6 @@ class NodeRunner:
             self._local.client = context
             with self._lock:
                 self._clients.append(context)
-        return context
 
     def _close_clients(self) -> None:
         with self._lock:
@@ -121,7 +120,7 @@ class NodeRunner:
         error: BaseException | None = None
         try:
             with SettingsContext(profile=self._profile, settings=self._settings):
-                self._thread_client()
+                self._enter_thread_client()
                 result = run_flow(process_coredump, flow_run=flow_run, parameters=flow_run.parameters)
         except BaseException as exc:  # the run's own state says what happened; keep the runner alive
             error = exc

@@ -22,9 +22,7 @@ after that, or cannot be reached, leaves the file to the ledger's backoff.
 from __future__ import annotations
 
 import logging
-import random
 import threading
-import time
 from typing import Any
 from uuid import UUID
 
@@ -36,6 +34,8 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, Settings
 from prefect.states import Scheduled
 
+from coredumps.retrying import call_with_retries
+
 log = logging.getLogger(__name__)
 FLOW_NAME = "process-coredump"
 BUSY_STATUSES = frozenset({429, 502, 503, 504})
@@ -43,7 +43,8 @@ BUSY_STATUSES = frozenset({429, 502, 503, 504})
 BUSY_RETRIES = 10
 FIRST_RETRY_SECONDS = 0.05
 LAST_RETRY_SECONDS = 1.0
-"""A busy server is tried again after 0.05 s, doubling up to 1 s: about 6.5 s in all before the ledger's backoff."""
+"""A busy server is tried again after up to 0.05 s, doubling up to 1 s (full jitter): at most about 6.5 s in all
+before the ledger's backoff."""
 
 
 class DeploymentMissingError(LookupError):
@@ -114,24 +115,27 @@ def _client_retries_off() -> SettingsContext:
     return SettingsContext(profile=context.profile, settings=derived[1])
 
 
+def _busy(exc: BaseException) -> bool:
+    """Only a busy server is tried again here; a connection that failed is left to the ledger."""
+    return isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code in BUSY_STATUSES
+
+
 def create_flow_run(node: str, key: str, params: dict[str, Any]) -> FlowRun:
     """The flow run of one file, created or found by its key; a busy server is tried again soon."""
     name = deployment_name(node)
-    attempt = 0
-    while True:
+
+    def attempt() -> FlowRun:
         try:
             with _client_retries_off():
                 return _create(_client(), name, node, key, params)
-        except Exception as exc:
-            if not isinstance(exc, PrefectHTTPStatusError):
-                _drop_client()  # the client may have broken with the server; the next try makes a new one
-            # Only a busy server is tried again here; a connection that failed is left to the ledger.
-            busy = isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code in BUSY_STATUSES
-            if attempt >= BUSY_RETRIES or not busy:
-                raise
-        delay = min(LAST_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2**attempt)
-        time.sleep(delay * random.uniform(0.5, 1.5))
-        attempt += 1
+        except PrefectHTTPStatusError:
+            raise  # the server answered: the client is fine
+        except Exception:
+            _drop_client()  # the client may have broken with the server; the next try makes a new one
+            raise
+
+    return call_with_retries(attempt, attempts=BUSY_RETRIES + 1, base_delay=FIRST_RETRY_SECONDS,
+                             max_delay=LAST_RETRY_SECONDS, is_retryable=_busy)
 
 
 def submit(node: str, key: str, params: dict[str, Any]) -> FlowRun:
