@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -92,6 +93,7 @@ def test_compaction_forces_a_relist_and_every_restart_is_seen_once(
 
 def test_an_api_server_restart_is_survived_and_missed_restarts_caught_up(
         seeded_server: FakeKubeServer, watcher: PodWatcher, recorder: Recorder) -> None:
+    _wait_for_open_watch(seeded_server)
     seeded_server.stop()
     seeded_server.restart_container("default", HELM_POD, "standalone", exit_code=134)
     seeded_server.start()
@@ -103,6 +105,14 @@ def test_an_api_server_restart_is_survived_and_missed_restarts_caught_up(
     assert recorder.next_restart().restart_count == 5
     assert recorder.flush(seeded_server, "default", HELM_POD) == []
     assert watcher.last_error is None
+
+
+def _wait_for_open_watch(server: FakeKubeServer) -> None:
+    """Until the watcher's watch request has reached the server, so that stopping the server cuts it."""
+    deadline = time.monotonic() + WAIT
+    while not any(r.path == "/api/v1/pods" and r.query.get("watch") for r in server.requests):
+        assert time.monotonic() < deadline, "the watcher never opened its watch"
+        time.sleep(0.01)
 
 
 def test_api_errors_back_off_and_recover(
