@@ -12,11 +12,18 @@ each.
 
 A Prefect server on SQLite answers 503 when a flow run's insert meets another
 write ("database is locked"); Prefect's client would wait 2, 4, 8... seconds
-before trying again, and a burst of cores would queue behind those waits. The
-hand-over turns the client's own retries off and retries a busy server itself,
-after tens of milliseconds at first; the idempotency key makes a retry of a
-request that did succeed return the same run. A server that still refuses
+before trying again (and 2 s even with its retries off, before returning the
+answer), and a burst of cores would queue behind those waits. The hand-over's
+client ends a request at the busy answer itself (a response hook raising
+``ServerBusyError``), turns the client's own retries off, and retries a busy
+server after tens of milliseconds at first; the idempotency key makes a retry
+of a request that did succeed return the same run. A server that still refuses
 after that, or cannot be reached, leaves the file to the ledger's backoff.
+
+The runs are created without the server checking their parameters against the
+deployment's schema (half of the creation's server time): the parameters
+are this module's own, and the flow validates them when it starts. Runs made
+in the UI are still checked.
 """
 
 from __future__ import annotations
@@ -27,12 +34,13 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.actions import DeploymentFlowRunCreate
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import SettingsContext, get_settings_context
 from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, Settings
-from prefect.states import Scheduled
+from prefect.states import Scheduled, to_state_create
 
 from coredumps.retrying import call_with_retries
 
@@ -49,6 +57,20 @@ before the ledger's backoff."""
 
 class DeploymentMissingError(LookupError):
     """This node's deployment is not on the Prefect server (deleted, or not applied yet)."""
+
+
+class ServerBusyError(RuntimeError):
+    """The Prefect server answered that it is busy or restarting (429, 502, 503, 504)."""
+
+    def __init__(self, status: int, url: str) -> None:
+        super().__init__(f"the Prefect server is busy (HTTP {status} from {url})")
+        self.status = status
+
+
+def _refuse_busy(response: Any) -> None:
+    """The client's response hook: a busy answer raises here, before Prefect's client sleeps on it."""
+    if response.status_code in BUSY_STATUSES:
+        raise ServerBusyError(response.status_code, str(response.request.url))
 
 
 _local = threading.local()
@@ -68,7 +90,7 @@ def _client() -> SyncPrefectClient:
         _drop_client()
         client = None
     if client is None:
-        client = get_client(sync_client=True)
+        client = get_client(httpx_settings={"event_hooks": {"response": [_refuse_busy]}}, sync_client=True)
         client.__enter__()
         _local.client, _local.url = client, url
     return client
@@ -85,10 +107,15 @@ def _drop_client() -> None:
 
 
 def _create(client: SyncPrefectClient, name: str, node: str, key: str, params: dict[str, Any]) -> FlowRun:
+    body = DeploymentFlowRunCreate(
+        parameters=params, state=to_state_create(Scheduled()), idempotency_key=key, tags=[f"node:{node}"],
+        enforce_parameter_schema=False,
+    ).model_dump(mode="json", exclude_unset=True)
+
     def create(deployment_id: UUID) -> FlowRun:
-        return client.create_flow_run_from_deployment(
-            deployment_id, parameters=params, state=Scheduled(), idempotency_key=key, tags=[f"node:{node}"],
-        )
+        response = client.request("POST", "/deployments/{id}/create_flow_run", path_params={"id": deployment_id},
+                                  json=body)
+        return FlowRun.model_validate(response.json())
 
     deployment_id = _deployments.get(name)
     if deployment_id is not None:
@@ -117,7 +144,7 @@ def _client_retries_off() -> SettingsContext:
 
 def _busy(exc: BaseException) -> bool:
     """Only a busy server is tried again here; a connection that failed is left to the ledger."""
-    return isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code in BUSY_STATUSES
+    return isinstance(exc, ServerBusyError)
 
 
 def create_flow_run(node: str, key: str, params: dict[str, Any]) -> FlowRun:
@@ -128,7 +155,7 @@ def create_flow_run(node: str, key: str, params: dict[str, Any]) -> FlowRun:
         try:
             with _client_retries_off():
                 return _create(_client(), name, node, key, params)
-        except PrefectHTTPStatusError:
+        except (PrefectHTTPStatusError, ServerBusyError):
             raise  # the server answered: the client is fine
         except Exception:
             _drop_client()  # the client may have broken with the server; the next try makes a new one

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import PrefectHTTPStatusError
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import Scheduled
 
 from flows.node_runner import NodeRunner, apply_deployment
@@ -153,14 +155,47 @@ def busy_proxy(prefect_harness: str) -> Iterator[BusyProxy]:
         proxy.close()
 
 
+@pytest.fixture
+def client_backoffs() -> Iterator[list[str]]:
+    """The messages of Prefect's client about waiting before it tries a request again."""
+    found: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "Another attempt will be made" in record.getMessage():
+                found.append(record.getMessage())
+
+    logger = logging.getLogger("prefect.client")
+    handler, level = Collect(logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_prefects_client_announces_its_backoff_on_a_busy_answer(
+    busy_proxy: BusyProxy, client_backoffs: list[str]
+) -> None:
+    # The signal the hand-over tests rely on: a plain client facing a 503 logs the wait it is about to make.
+    busy_proxy.busy = 1
+    with (temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}), get_client(sync_client=True) as client,
+          pytest.raises(PrefectHTTPStatusError, match="503")):
+        client.request("POST", "/deployments/{id}/create_flow_run", path_params={"id": uuid4()}, json={})
+    assert len(client_backoffs) == 1 and "503" in client_backoffs[0]
+
+
 def test_a_busy_server_is_tried_again_until_it_takes_the_run(
-    params: Callable[[str], dict[str, Any]], busy_proxy: BusyProxy, prefect_harness: str
+    params: Callable[[str], dict[str, Any]], busy_proxy: BusyProxy, prefect_harness: str, client_backoffs: list[str]
 ) -> None:
     node = "busy-server"
     apply_deployment(node)
     busy_proxy.busy = 3
     flow_run = handover.create_flow_run(node, "key-busy", {**params("core.busy"), "node": node})
     assert busy_proxy.creations == 4  # three refused, the fourth taken
+    assert client_backoffs == []  # Prefect's client did not wait its seconds on any of the refusals
     with temporary_settings(updates={PREFECT_API_URL: prefect_harness}), get_client(sync_client=True) as client:
         stored = client.read_flow_run(flow_run.id)
     assert stored.idempotency_key == "key-busy" and stored.state_type == StateType.SCHEDULED
@@ -174,7 +209,7 @@ def test_a_server_busy_for_too_long_leaves_the_file_to_the_ledger(
     monkeypatch.setattr(handover, "BUSY_RETRIES", 2)
     monkeypatch.setattr(handover, "FIRST_RETRY_SECONDS", 0.01)
     busy_proxy.busy = 1000
-    with pytest.raises(PrefectHTTPStatusError, match="503"):
+    with pytest.raises(handover.ServerBusyError, match=r"busy \(HTTP 503 from http://127\.0\.0\.1:\d+/api/deployments/"):
         handover.create_flow_run(node, "key-always-busy", {**params("core.always-busy"), "node": node})
     # Each try is one request: Prefect's client does not add its own retries, seconds apart, to ours.
     assert busy_proxy.creations == 3
