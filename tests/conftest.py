@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from coredump_agent.crasher import make_core
+from coredump_agent.prefect_env import SERVER_DEFAULTS
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "coredump_agent.cli"]
@@ -50,6 +51,8 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("prefect-home")
     os.environ["PREFECT_HOME"] = str(home)
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    for key, value in SERVER_DEFAULTS.items():  # the server runs as the project's own servers do
+        os.environ.setdefault(key, value)
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coredump_agent.crasher import PROGRAMS, make_core
+from coredump_agent.prefect_env import SERVER_DEFAULTS
 
 if TYPE_CHECKING:
     from coredumps.config import Config
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     data = Path(cfg.agent.data_dir).absolute()
     demo = data / "demo"
     watched = demo / "coredumps"
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**SERVER_DEFAULTS, **os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.setdefault("PREFECT_HOME", str(demo / "prefect"))
     server = sensor = None
     api_url = env.get("PREFECT_API_URL") or f"http://127.0.0.1:{args.port}/api"

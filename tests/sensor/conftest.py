@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from coredump_agent.prefect_env import SERVER_DEFAULTS
 from coredumps.db import CoredumpFile, make_engine, session_factory
 from tests.conftest import REPO
 from tests.s3server import free_port
@@ -60,8 +61,8 @@ class PrefectServer:
         return f"http://127.0.0.1:{self.port}/api"
 
     def start(self) -> None:
-        env = {**os.environ, "PREFECT_HOME": str(self.home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "PREFECT_API_URL": self.api_url}
+        env = {**SERVER_DEFAULTS, **os.environ, "PREFECT_HOME": str(self.home),
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": self.api_url}
         if self.database_url:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         if self._reset:
