@@ -7,19 +7,24 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import httpx
+import prefect.flow_engine
 import pytest
+from prefect._flow_run_suspension import FlowRunSuspensionRequest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import PrefectHTTPStatusError
+from prefect.flow_engine import FlowRunEngine
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import Scheduled
 
+from flows import node_runner
 from flows.node_runner import NodeRunner, apply_deployment
 from node_sensor import handover
 from tests.conftest import CoreFactory
@@ -72,6 +77,40 @@ def test_a_run_starts_once_per_scheduled_state(params: Callable[[str], dict[str,
     assert finished.wait(120)
     assert [run.id for run in runner_done] == [flow_run.id, flow_run.id]
     assert len(runner._clients) == 1  # the one worker's client served both runs
+
+
+def test_runs_executed_here_leave_out_the_suspension_watch_and_other_flows_keep_it(
+    params: Callable[[str], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The runner's hook takes effect only while Prefect's engine looks the watch up by this module-level name.
+    setup = FlowRunEngine.setup_flow_run_suspension_request.__wrapped__  # type: ignore[attr-defined]
+    assert "observe_flow_run_suspension" in setup.__code__.co_names
+    watched: list[str] = []
+    original = node_runner._observe_suspension
+
+    @contextmanager
+    def recording(*args: Any, **kwargs: Any) -> Iterator[None]:
+        watched.append(threading.current_thread().name)
+        with original(*args, **kwargs):
+            yield
+
+    monkeypatch.setattr(node_runner, "_observe_suspension", recording)
+    node = "runner-unwatched"
+    outcomes: list[tuple[dict[str, Any] | None, BaseException | None]] = []
+    finished = threading.Event()
+    runner = NodeRunner(apply_deployment(node), workers=1,
+                        on_done=lambda _run, result, error: (outcomes.append((result, error)), finished.set()))
+    flow_run = handover.submit(node, "key-unwatched", {**params("core.unwatched"), "node": node})
+    assert runner.submit(flow_run) is True
+    assert finished.wait(120)
+    [(result, error)] = outcomes
+    assert error is None and result is not None and result["status"] == "stored"
+    assert watched == []
+
+    # Any other flow run of a deployment in this process still gets Prefect's watch.
+    with prefect.flow_engine.observe_flow_run_suspension(flow_run.id, FlowRunSuspensionRequest()):
+        pass
+    assert watched == [threading.current_thread().name]
 
 
 def test_hand_over_follows_a_deployment_applied_again(params: Callable[[str], dict[str, Any]]) -> None:
