@@ -29,6 +29,7 @@ in the UI are still checked.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Any
 from uuid import UUID
@@ -67,10 +68,19 @@ class ServerBusyError(RuntimeError):
         self.status = status
 
 
+_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
+
+
+def describe(exc: BaseException) -> str:
+    """A hand-over error for the log and the ledger: user info in a URL (Prefect's errors quote the URL) masked."""
+    return _URL_CREDENTIALS.sub(r"\1***@", f"{type(exc).__name__}: {exc}")
+
+
 def _refuse_busy(response: Any) -> None:
     """The client's response hook: a busy answer raises here, before Prefect's client sleeps on it."""
     if response.status_code in BUSY_STATUSES:
-        raise ServerBusyError(response.status_code, str(response.request.url))
+        url = response.request.url  # without user info or query: the message goes to the log and the ledger
+        raise ServerBusyError(response.status_code, str(url.copy_with(username=None, password=None, query=None)))
 
 
 _local = threading.local()

@@ -124,10 +124,11 @@ class Sensor:
         try:
             flow_run = self._submit(self.node, entry.key, params)
         except Exception as exc:
-            delay = self.ledger.retry_later(entry.key, f"{type(exc).__name__}: {exc}")
+            reason = handover.describe(exc)
+            delay = self.ledger.retry_later(entry.key, reason)
             self.prefect_reachable = False
             metrics.ERRORS.labels("handover").inc()
-            log.warning("could not hand %s to Prefect (%s); retrying in %.0fs", shown(entry.path), exc, delay)
+            log.warning("could not hand %s to Prefect (%s); retrying in %.0fs", shown(entry.path), reason, delay)
             return False
         self.prefect_reachable = True
         self.ledger.submitted(entry.key, str(flow_run.id))

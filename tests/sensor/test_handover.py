@@ -248,7 +248,18 @@ def test_a_server_busy_for_too_long_leaves_the_file_to_the_ledger(
     monkeypatch.setattr(handover, "BUSY_RETRIES", 2)
     monkeypatch.setattr(handover, "FIRST_RETRY_SECONDS", 0.01)
     busy_proxy.busy = 1000
-    with pytest.raises(handover.ServerBusyError, match=r"busy \(HTTP 503 from http://127\.0\.0\.1:\d+/api/deployments/"):
+    with_credentials = busy_proxy.url.replace("http://", "http://agent:s3cret@")
+    with (temporary_settings(updates={PREFECT_API_URL: with_credentials}),
+          pytest.raises(handover.ServerBusyError, match=r"busy \(HTTP 503 from http://127\.0\.0\.1:\d+/api/deployments/")
+          as raised):
         handover.create_flow_run(node, "key-always-busy", {**params("core.always-busy"), "node": node})
+    assert "s3cret" not in str(raised.value)  # the message is logged and kept in the ledger
     # Each try is one request: Prefect's client does not add its own retries, seconds apart, to ours.
     assert busy_proxy.creations == 3
+
+
+def test_a_hand_over_error_is_described_without_the_credentials_of_a_url() -> None:
+    error = RuntimeError("Server error '500' for url 'https://agent:s3cret@prefect.example:4200/api/flow_runs/'")
+    assert handover.describe(error) == (
+        "RuntimeError: Server error '500' for url 'https://***@prefect.example:4200/api/flow_runs/'")
+    assert handover.describe(ValueError("no url here")) == "ValueError: no url here"
