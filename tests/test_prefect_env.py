@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import yaml
 from prefect.client.orchestration import get_client
 
 from coredump_agent.prefect_env import DEFAULTS, SERVER_DEFAULTS
-from tests.conftest import REPO
 
 
 def test_a_server_started_with_them_records_task_runs_in_batches(prefect_harness: str) -> None:
@@ -17,10 +15,3 @@ def test_a_server_started_with_them_records_task_runs_in_batches(prefect_harness
     assert recorder["batch_size"] == int(SERVER_DEFAULTS["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"]) == 50
     assert recorder["flush_interval"] == 1.0
     assert SERVER_DEFAULTS.items() <= DEFAULTS.items()
-
-
-def test_the_cluster_server_gets_the_same_settings() -> None:
-    docs = list(yaml.safe_load_all((REPO / "deploy/base/prefect-server.yaml").read_text()))
-    server = next(d for d in docs if d and d["kind"] == "Deployment")
-    env = {e["name"]: e.get("value") for e in server["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert {k: env.get(k) for k in SERVER_DEFAULTS} == SERVER_DEFAULTS

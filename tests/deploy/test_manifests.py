@@ -13,6 +13,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from coredump_agent.prefect_env import SERVER_DEFAULTS
 from coredumps.config import load_config
 from tests.conftest import REPO
 from tests.deploy.conftest import (
@@ -306,3 +307,10 @@ def test_dev_needs_no_secret_and_production_uses_postgresql_and_s3() -> None:
     assert env["COREDUMP_AGENT_EXPORT__DEST"].startswith("s3://")
     images = {c["image"] for o in prod if o["kind"] in WORKLOADS for c in containers(o)}
     assert {i for i in images if "coredump-agent" in i} == {"registry.example.com/milvus-coredump-agent:0.1.0"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_prefect_server_gets_the_projects_server_settings(overlay: str) -> None:
+    server = find(build(DEPLOY / "overlays" / overlay), "Deployment", "prefect-server")
+    env = {e["name"]: e.get("value") for e in containers(server)[0]["env"]}
+    assert {key: env.get(key) for key in SERVER_DEFAULTS} == SERVER_DEFAULTS
