@@ -6,7 +6,10 @@ process instead of a fresh process per run keeps a burst of cores fast (a
 fresh Python process costs seconds per run on a small node). Runs handed over
 by the sensor start at once; runs created elsewhere (a retry from the UI, a
 manual run) are found by polling. Runs left Running by a killed sensor are
-rescheduled at start, and the flow's idempotency keys make re-running safe.
+rescheduled at start, and the flow's idempotency keys make re-running safe. A run
+set to Cancelling (the UI's Cancel) is asked to stop at the flow's next
+checkpoint (see flows.cancel) and then marked Cancelled; a Cancelling run that
+nothing here executes is marked Cancelled at the next poll.
 
 Two per-run costs of Prefect's engine are left out of the runs executed here:
 the heartbeat thread (joined when the run ends, up to a second later) and the
@@ -40,8 +43,9 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.context import SettingsContext, SyncClientContext, get_settings_context
 from prefect.flow_engine import run_flow
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
-from prefect.states import Scheduled
+from prefect.states import Cancelled, Completed, Scheduled
 
+from flows.cancel import cancellable
 from flows.process_coredump import process_coredump
 
 log = logging.getLogger(__name__)
@@ -94,6 +98,7 @@ class NodeRunner:
         self._started: OrderedDict[tuple[UUID, UUID | None], None] = OrderedDict()
         self._local = threading.local()
         self._clients: list[SyncClientContext] = []
+        self._cancels: dict[UUID, threading.Event] = {}
 
     def submit(self, flow_run: FlowRun) -> bool:
         """Execute a scheduled flow run unless it is executing here or this scheduled state of it was started here."""
@@ -106,7 +111,8 @@ class NodeRunner:
             self._started[started] = None
             while len(self._started) > STARTED_REMEMBERED:
                 self._started.popitem(last=False)
-            self._active[flow_run.id] = self._pool.submit(self._execute, flow_run)
+            self._cancels[flow_run.id] = threading.Event()
+            self._active[flow_run.id] = self._pool.submit(self._execute, flow_run, self._cancels[flow_run.id])
             return True
 
     def active(self) -> int:
@@ -136,11 +142,11 @@ class NodeRunner:
             except Exception:  # closing at shutdown; nothing is left to lose
                 log.debug("could not close a Prefect client", exc_info=True)
 
-    def _execute(self, flow_run: FlowRun) -> None:
+    def _execute(self, flow_run: FlowRun, cancel: threading.Event) -> None:
         result: dict[str, Any] | None = None
         error: BaseException | None = None
         try:
-            with SettingsContext(profile=self._profile, settings=self._settings):
+            with SettingsContext(profile=self._profile, settings=self._settings), cancellable(cancel):
                 self._enter_thread_client()
                 _runner_thread.executing = True
                 result = run_flow(process_coredump, flow_run=flow_run, parameters=flow_run.parameters)
@@ -148,10 +154,47 @@ class NodeRunner:
             error = exc
         finally:
             _runner_thread.executing = False
+            if cancel.is_set():
+                self._settle_cancelled(flow_run.id, finished=result is not None)
             with self._lock:
                 self._active.pop(flow_run.id, None)
+                self._cancels.pop(flow_run.id, None)
         if self.on_done is not None:
             self.on_done(flow_run, result, error)
+
+    def _settle_cancelled(self, flow_run_id: UUID, *, finished: bool) -> None:
+        """The final state of a run cancelled while it executed: Cancelled, or Completed when its work was done."""
+        try:
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(flow_run_id).state
+                if state is None or state.type != StateType.CANCELLING:
+                    return
+                if finished:  # the cancellation came after its last step: what it did stands
+                    client.set_flow_run_state(flow_run_id, Completed(message="finished before the cancellation "
+                                                                             "reached a step"), force=True)
+                else:
+                    client.set_flow_run_state(flow_run_id, Cancelled(message="stopped at its next step"))
+        except Exception:  # left Cancelling: the next poll marks it Cancelled
+            log.warning("could not settle the cancelled flow run %s", flow_run_id, exc_info=True)
+
+    def poll_cancellations(self, client: SyncPrefectClient) -> int:
+        """Ask the runs executing here that turned Cancelling to stop; mark the others Cancelled.
+
+        Returns how many were asked or marked.
+        """
+        count = 0
+        for flow_run in self._runs(client, [StateType.CANCELLING]):
+            with self._lock:
+                cancel = self._cancels.get(flow_run.id)
+            if cancel is not None:
+                if not cancel.is_set():
+                    log.info("flow run %s was cancelled; it stops at its next step", flow_run.id)
+                    cancel.set()
+                    count += 1
+                continue
+            client.set_flow_run_state(flow_run.id, Cancelled(message="no run of it was executing on this node"))
+            count += 1
+        return count
 
     def _runs(self, client: SyncPrefectClient, states: list[StateType]) -> list[FlowRun]:
         return client.read_flow_runs(
@@ -198,6 +241,10 @@ class NodeRunner:
         """Poll for due runs until ``stop`` is set; then wait for the runs in progress."""
         with get_client(sync_client=True) as client:
             while not stop.is_set():
+                try:
+                    self.poll_cancellations(client)
+                except Exception:
+                    log.warning("could not poll Prefect for cancelled runs", exc_info=True)
                 try:
                     self.poll_once(client)
                 except Exception:

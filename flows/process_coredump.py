@@ -21,6 +21,7 @@ from coredumps.errors import BadInputError, CoredumpError, retryable
 from coredumps.markdown import render_report
 from coredumps.records import Correlation, GroupInfo, ProcessResult, Sessions
 from coredumps.scoring import Score, breakdown_line
+from flows.cancel import CANCELLED_REASON, RunCancelled, cancel_requested
 from tasks import coredump_tasks as t
 from tasks.prefect_api import add_flow_run_tags
 from tasks.runtime import sessions_for
@@ -78,6 +79,7 @@ def process_coredump(
         return _finish(sessions, claim.coredump_id, cfg, facts.file_name, node, corr, status="skipped",
                        skip_reason=skip_reason)
 
+    _stop_if_cancelled(sessions, claim.coredump_id)
     try:
         diagnosis = t.analyze(path, exe, cfg, sessions, claim.coredump_id)
     except CoredumpError as exc:
@@ -92,6 +94,7 @@ def process_coredump(
     group = t.crash_group(sessions, claim.coredump_id, diagnosis, facts.crash_time or facts.mtime)
     score = t.score(sessions, claim.coredump_id, diagnosis, facts, corr, cfg)
     logger.info(breakdown_line(score, path, cfg.agent.log_language))
+    _stop_if_cancelled(sessions, claim.coredump_id)
     ai_note = t.ai_analysis(sessions, claim.coredump_id, diagnosis, group, corr, score, cfg).text
 
     threshold = cfg.analyzer.value_threshold
@@ -99,6 +102,7 @@ def process_coredump(
         reason = f"score {score.total:.2f} is below analyzer.valueThreshold {threshold:g}"
         return _finish(sessions, claim.coredump_id, cfg, facts.file_name, node, corr, status="skipped",
                        skip_reason=reason, d=diagnosis, score=score, group=group, ai_note=ai_note)
+    _stop_if_cancelled(sessions, claim.coredump_id)
     try:
         stored = t.store(sessions, claim.coredump_id, facts, corr, diagnosis, score, group, cfg)
     except CoredumpError as exc:
@@ -110,6 +114,13 @@ def process_coredump(
                          description="The stored copy of the coredump")
     return _finish(sessions, claim.coredump_id, cfg, facts.file_name, node, corr, status="stored",
                    d=diagnosis, score=score, group=group, location=stored.location, ai_note=ai_note)
+
+
+def _stop_if_cancelled(sessions: Sessions, coredump_id: int) -> None:
+    """A checkpoint: a run cancelled while it executes in a node runner ends here, its row saying so."""
+    if cancel_requested():
+        records.finish(sessions, coredump_id, "failed", error=CANCELLED_REASON)
+        raise RunCancelled(CANCELLED_REASON)
 
 
 def _link(location: str) -> str:

@@ -13,7 +13,7 @@ FILES_SKIPPED = Counter("coredump_agent_files_skipped_total", "Files the sensor 
 HANDED_OVER = Counter("coredump_agent_handed_over_total", "Files handed over to Prefect as flow runs",
                       registry=REGISTRY)
 PROCESSED = Counter("coredump_agent_processed_total", "Coredumps processed, by outcome "
-                    "(stored, skipped, failed, duplicate, crashed)", ["outcome"], registry=REGISTRY)
+                    "(stored, skipped, failed, duplicate, crashed, cancelled)", ["outcome"], registry=REGISTRY)
 SCORE = Histogram("coredump_agent_score", "Value scores of analysed coredumps",
                   buckets=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), registry=REGISTRY)
 CRASH_GROUPS = Gauge("coredump_agent_crash_group_size", "Coredumps seen in the crash group of the last core",

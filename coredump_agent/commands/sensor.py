@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     apply_defaults()
     from coredumps.db.engine import init_db
     from coredumps.records import stored_bytes
+    from flows.cancel import RunCancelled
     from flows.node_runner import NodeRunner, apply_deployment
     from node_sensor import metrics
     from node_sensor.health import HealthServer, start_metrics
@@ -136,8 +137,9 @@ def run(args: argparse.Namespace) -> int:
 
     def on_done(flow_run: Any, result: dict[str, Any] | None, error: BaseException | None) -> None:
         key = sensor.ledger.finished(str(flow_run.id), "done" if error is None else "failed")
-        outcome = "crashed" if error is not None else ("duplicate" if result and result.get("duplicate")
-                                                        else str((result or {}).get("status", "unknown")))
+        cancelled = isinstance(error, RunCancelled)
+        outcome = "cancelled" if cancelled else "crashed" if error is not None else (
+            "duplicate" if result and result.get("duplicate") else str((result or {}).get("status", "unknown")))
         metrics.PROCESSED.labels(outcome).inc()
         if result and result.get("score") is not None and not result.get("duplicate"):
             metrics.SCORE.observe(float(result["score"]))
@@ -154,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         started = detected.pop(flow_run.id, None) or (sensor.ledger.detected_at(key) if key else None)
         if started is not None:
             metrics.HANDOVER_LATENCY.observe(max(0.0, time.time() - started))
-        if error is not None:
+        if error is not None and not cancelled:
             metrics.ERRORS.labels(type(error).__name__).inc()
 
     workers = args.workers or cfg.analyzer.max_concurrent_analyses
