@@ -34,3 +34,8 @@ def cancellable(event: threading.Event) -> Iterator[None]:
 def cancel_requested() -> bool:
     event: threading.Event | None = getattr(_local, "event", None)
     return event is not None and event.is_set()
+
+
+def executing_in_runner() -> bool:
+    """Whether this thread executes a run for a node runner (inside ``cancellable``)."""
+    return getattr(_local, "event", None) is not None

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -45,20 +45,19 @@ from prefect.flow_engine import run_flow
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 from prefect.states import Cancelled, Completed, Scheduled
 
-from flows.cancel import cancellable
+from flows.cancel import cancellable, executing_in_runner
 from flows.process_coredump import process_coredump
 
 log = logging.getLogger(__name__)
 STARTED_REMEMBERED = 10_000
 Done = Callable[[FlowRun, dict[str, Any] | None, BaseException | None], None]
 _observe_suspension = prefect.flow_engine.observe_flow_run_suspension  # type: ignore[attr-defined]
-_runner_thread = threading.local()
 
 
 @contextmanager
 def _observe_suspension_outside_runner(*args: Any, **kwargs: Any) -> Iterator[None]:
     """Prefect's watch for a Suspended state, except for the runs executed by a NodeRunner's threads."""
-    if getattr(_runner_thread, "executing", False):
+    if executing_in_runner():
         yield
         return
     with _observe_suspension(*args, **kwargs):
@@ -92,13 +91,12 @@ class NodeRunner:
         prefect.flow_engine.observe_flow_run_suspension = _observe_suspension_outside_runner  # type: ignore[attr-defined]
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flow-run")
         self._lock = threading.Lock()
-        self._active: dict[UUID, Future[None]] = {}
+        self._active: dict[UUID, threading.Event] = {}  # the runs submitted here, each with its cancel event
         # The scheduled states already started here: a poll that read a run just before the sensor's
         # hand-over started it must not start it again. A retry from the UI is a new scheduled state.
         self._started: OrderedDict[tuple[UUID, UUID | None], None] = OrderedDict()
         self._local = threading.local()
         self._clients: list[SyncClientContext] = []
-        self._cancels: dict[UUID, threading.Event] = {}
 
     def submit(self, flow_run: FlowRun) -> bool:
         """Execute a scheduled flow run unless it is executing here or this scheduled state of it was started here."""
@@ -111,8 +109,8 @@ class NodeRunner:
             self._started[started] = None
             while len(self._started) > STARTED_REMEMBERED:
                 self._started.popitem(last=False)
-            self._cancels[flow_run.id] = threading.Event()
-            self._active[flow_run.id] = self._pool.submit(self._execute, flow_run, self._cancels[flow_run.id])
+            self._active[flow_run.id] = cancel = threading.Event()
+            self._pool.submit(self._execute, flow_run, cancel)
             return True
 
     def active(self) -> int:
@@ -148,17 +146,14 @@ class NodeRunner:
         try:
             with SettingsContext(profile=self._profile, settings=self._settings), cancellable(cancel):
                 self._enter_thread_client()
-                _runner_thread.executing = True
                 result = run_flow(process_coredump, flow_run=flow_run, parameters=flow_run.parameters)
         except BaseException as exc:  # the run's own state says what happened; keep the runner alive
             error = exc
         finally:
-            _runner_thread.executing = False
             if cancel.is_set():
                 self._settle_cancelled(flow_run.id, finished=result is not None)
             with self._lock:
                 self._active.pop(flow_run.id, None)
-                self._cancels.pop(flow_run.id, None)
         if self.on_done is not None:
             self.on_done(flow_run, result, error)
 
@@ -185,7 +180,7 @@ class NodeRunner:
         count = 0
         for flow_run in self._runs(client, [StateType.CANCELLING]):
             with self._lock:
-                cancel = self._cancels.get(flow_run.id)
+                cancel = self._active.get(flow_run.id)
             if cancel is not None:
                 if not cancel.is_set():
                     log.info("flow run %s was cancelled; it stops at its next step", flow_run.id)
