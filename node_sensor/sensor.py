@@ -17,7 +17,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +33,12 @@ from node_sensor.watcher import Tracker, start_observer
 log = logging.getLogger(__name__)
 Correlate = Callable[[Path], dict[str, Any]]
 Submitted = Callable[[FlowRun, float], None]
+SubmitMany = Callable[[str, list[handover.Item]], list[handover.Outcome]]
 STABILITY_CHECK_SECONDS = 0.5
-# Hand-overs in flight at once: a busy Prefect server answers some requests with 503 and its client
-# waits seconds before retrying; the other files of a burst go on meanwhile.
-HANDOVER_THREADS = 4
+GATHER_QUIET_SECONDS = 0.05
+GATHER_MAX_SECONDS = 1.0
+"""A new file is handed over once no other has arrived for 0.05 s, or 1 s after the first of a burst: the files of
+a burst share one request, made before their flow runs load the server."""
 
 
 class Sensor:
@@ -48,7 +49,7 @@ class Sensor:
         config_path: str | None = None,
         correlate: Correlate | None = None,
         on_submitted: Submitted | None = None,
-        submit: Callable[[str, str, dict[str, Any]], FlowRun] = handover.submit,
+        submit: SubmitMany = handover.submit_many,
     ) -> None:
         self.cfg = cfg
         self.node = cfg.agent.resolved_node_name()
@@ -60,7 +61,6 @@ class Sensor:
         self.ledger = Ledger(Path(cfg.agent.data_dir) / "sensor-ledger.db")
         self.tracker = Tracker(self.folder, cfg.collector.stable_for, self._finished)
         self._wake = threading.Event()
-        self._handovers = ThreadPoolExecutor(max_workers=HANDOVER_THREADS, thread_name_prefix="handover")
         self.watching = False
         self.prefect_reachable = False
 
@@ -99,44 +99,53 @@ class Sensor:
 
     # -- handing over --------------------------------------------------------------------------
     def dispatch_once(self) -> int:
-        """Hand over every due ledger entry, oldest first, a few at once; returns how many were handed over.
+        """Hand over every due ledger entry, oldest first, in batches; returns how many were handed over.
 
-        Once one hand-over fails (Prefect is unreachable), those not yet started wait for the backoff.
+        Once a batch fails as a whole (Prefect is unreachable), the later ones wait for the backoff.
         """
-        unreachable = threading.Event()
-
-        def hand_over(entry: Entry) -> bool:
-            if unreachable.is_set():
-                return False
-            if self._dispatch(entry):
-                return True
-            unreachable.set()
-            return False
-
-        handed = sum(self._handovers.map(hand_over, self.ledger.due()))
+        handed = 0
+        due = self.ledger.due()
+        for start in range(0, len(due), handover.BATCH_LIMIT):
+            batch = due[start:start + handover.BATCH_LIMIT]
+            created = self._dispatch(batch)
+            if created is None:
+                break
+            handed += created
         counts = self.ledger.counts()
         for state in ("pending", "submitted"):
             metrics.QUEUE_DEPTH.labels(state).set(counts.get(state, 0))
         return handed
 
-    def _dispatch(self, entry: Entry) -> bool:
-        params = json.loads(entry.params)
+    def _dispatch(self, batch: list[Entry]) -> int | None:
+        """Hand over one batch; how many runs were created, or None when the whole batch failed."""
         try:
-            flow_run = self._submit(self.node, entry.key, params)
+            outcomes = self._submit(self.node, [(entry.key, json.loads(entry.params)) for entry in batch])
         except Exception as exc:
             reason = handover.describe(exc)
-            delay = self.ledger.retry_later(entry.key, reason)
             self.prefect_reachable = False
-            metrics.ERRORS.labels("handover").inc()
-            log.warning("could not hand %s to Prefect (%s); retrying in %.0fs", shown(entry.path), reason, delay)
-            return False
+            for entry in batch:
+                delay = self._retry_later(entry, reason)
+            log.warning("could not hand %d file(s) to Prefect (%s); retrying in %.0fs", len(batch), reason, delay)
+            return None
         self.prefect_reachable = True
-        self.ledger.submitted(entry.key, str(flow_run.id))
-        metrics.HANDED_OVER.inc()
-        log.info("handed %s over as flow run %s", shown(entry.path), flow_run.id)
-        if self.on_submitted is not None:
-            self.on_submitted(flow_run, entry.detected_at)
-        return True
+        created = 0
+        for entry, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                reason = handover.describe(outcome)
+                delay = self._retry_later(entry, reason)
+                log.warning("could not hand %s to Prefect (%s); retrying in %.0fs", shown(entry.path), reason, delay)
+                continue
+            created += 1
+            self.ledger.submitted(entry.key, str(outcome.id))
+            metrics.HANDED_OVER.inc()
+            log.info("handed %s over as flow run %s", shown(entry.path), outcome.id)
+            if self.on_submitted is not None:
+                self.on_submitted(outcome, entry.detected_at)
+        return created
+
+    def _retry_later(self, entry: Entry, reason: str) -> float:
+        metrics.ERRORS.labels("handover").inc()
+        return self.ledger.retry_later(entry.key, reason)
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
@@ -163,7 +172,6 @@ class Sensor:
             self._wake.set()
             if dispatcher.is_alive():
                 dispatcher.join(timeout=10)
-            self._handovers.shutdown(wait=False, cancel_futures=True)
 
     def _dispatch_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -172,5 +180,12 @@ class Sensor:
             except Exception:
                 metrics.ERRORS.labels("dispatcher").inc()
                 log.exception("dispatcher error")
-            self._wake.wait(1.0)
+            if self._wake.wait(1.0):
+                self._gather(stop)
+
+    def _gather(self, stop: threading.Event) -> None:
+        """Wait while new files keep arriving (a burst), so that they are handed over together."""
+        until = time.monotonic() + GATHER_MAX_SECONDS
+        self._wake.clear()
+        while self._wake.wait(GATHER_QUIET_SECONDS) and time.monotonic() < until and not stop.is_set():
             self._wake.clear()

@@ -24,10 +24,13 @@ from prefect.flow_engine import FlowRunEngine
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import Scheduled
 
+from coredumps.config import load_config
 from flows import node_runner
 from flows.node_runner import NodeRunner, apply_deployment
 from node_sensor import handover
+from node_sensor.sensor import Sensor
 from tests.conftest import CoreFactory
+from tests.sensor.conftest import wait_for
 
 
 @pytest.fixture
@@ -139,14 +142,29 @@ def test_hand_over_raises_when_the_deployment_is_gone(params: Callable[[str], di
         handover.submit(node, "key-lost", {**params("core.lost"), "node": node})
 
 
+LOCKED = ("(sqlite3.OperationalError) database is locked\n[SQL: INSERT INTO flow_run (flow_id, deployment_id, "
+          "work_queue_name) VALUES (:flow_id, :deployment_id, :work_queue_name) ON CONFLICT DO NOTHING]")
+"""The error a Prefect server on SQLite reports for each run of a bulk creation whose first insert met another
+write (its transaction had read before another connection wrote)."""
+
+
 class BusyProxy:
     """An HTTP proxy in front of the real server that answers 503 to the next ``busy`` flow-run creations,
-    as a Prefect server on SQLite does when the insert meets another write."""
+    as a Prefect server on SQLite does when the insert meets another write.
+
+    Bulk creations: the next ``locked`` ones answer what the server answers when their transaction met another
+    write (every run FAILED, database locked); ``refuse`` names idempotency keys whose runs the server does not
+    create (the others are created); ``no_bulk`` answers 404, as a server without the endpoint does.
+    """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.busy = 0
         self.creations = 0
+        self.bulk_creations = 0
+        self.locked = 0
+        self.refuse: set[str] = set()
+        self.no_bulk = False
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -161,10 +179,36 @@ class BusyProxy:
                         proxy.busy -= 1
                         self._answer(503, json.dumps({"exception_message": "Service Unavailable"}).encode())
                         return
+                if self.command == "POST" and self.path.endswith("/create_flow_run/bulk"):
+                    self._bulk(json.loads(body))
+                    return
+                self._answer(*self._upstream(body))
+
+            def _upstream(self, body: bytes) -> tuple[int, bytes]:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 upstream = httpx.request(self.command, proxy.upstream + self.path.removeprefix("/api"),
                                          headers=headers, content=body)
-                self._answer(upstream.status_code, upstream.content)
+                return upstream.status_code, upstream.content
+
+            def _bulk(self, runs: list[dict[str, Any]]) -> None:
+                proxy.bulk_creations += 1
+                if proxy.no_bulk:
+                    self._answer(404, json.dumps({"detail": "Not Found"}).encode())
+                    return
+                if proxy.locked > 0:
+                    proxy.locked -= 1
+                    failed = {"flow_run_id": None, "status": "FAILED", "error": LOCKED}
+                    self._answer(200, json.dumps({"results": [failed] * len(runs)}).encode())
+                    return
+                taken = [run for run in runs if run["idempotency_key"] not in proxy.refuse]
+                status, answer = self._upstream(json.dumps(taken).encode())
+                if status != 200:
+                    self._answer(status, answer)
+                    return
+                created = iter(json.loads(answer)["results"])
+                results = [{"flow_run_id": None, "status": "FAILED", "error": "Parameter validation failed: no"}
+                           if run["idempotency_key"] in proxy.refuse else next(created) for run in runs]
+                self._answer(200, json.dumps({"results": results}).encode())
 
             def _answer(self, status: int, body: bytes) -> None:
                 self.send_response(status)
@@ -240,22 +284,107 @@ def test_a_busy_server_is_tried_again_until_it_takes_the_run(
     assert stored.idempotency_key == "key-busy" and stored.state_type == StateType.SCHEDULED
 
 
-def test_a_server_busy_for_too_long_leaves_the_file_to_the_ledger(
-    params: Callable[[str], dict[str, Any]], busy_proxy: BusyProxy, monkeypatch: pytest.MonkeyPatch
+def _items(params: Callable[[str], dict[str, Any]], node: str, *names: str) -> list[handover.Item]:
+    return [(f"key-{name}", {**params(name), "node": node}) for name in names]
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one file, 503", "a batch, database locked"])
+def test_a_server_busy_for_too_long_leaves_the_files_to_the_ledger(
+    params: Callable[[str], dict[str, Any]], busy_proxy: BusyProxy, monkeypatch: pytest.MonkeyPatch, batch: bool
 ) -> None:
-    node = "always-busy"
+    node = f"always-busy-{batch}"
     apply_deployment(node)
     monkeypatch.setattr(handover, "BUSY_RETRIES", 2)
     monkeypatch.setattr(handover, "FIRST_RETRY_SECONDS", 0.01)
-    busy_proxy.busy = 1000
+    busy_proxy.busy = busy_proxy.locked = 1000
+    items = _items(params, node, *(["core.ab1", "core.ab2"] if batch else ["core.ab"]))
     with_credentials = busy_proxy.url.replace("http://", "http://agent:s3cret@")
     with (temporary_settings(updates={PREFECT_API_URL: with_credentials}),
           pytest.raises(handover.ServerBusyError, match=r"busy \(HTTP 503 from http://127\.0\.0\.1:\d+/api/deployments/")
           as raised):
-        handover.create_flow_run(node, "key-always-busy", {**params("core.always-busy"), "node": node})
+        handover.submit_many(node, items)
     assert "s3cret" not in str(raised.value)  # the message is logged and kept in the ledger
     # Each try is one request: Prefect's client does not add its own retries, seconds apart, to ours.
-    assert busy_proxy.creations == 3
+    assert (busy_proxy.bulk_creations, busy_proxy.creations) == ((3, 0) if batch else (0, 3))
+
+
+def _stored(prefect_harness: str, flow_run_id: Any) -> FlowRun:
+    with temporary_settings(updates={PREFECT_API_URL: prefect_harness}), get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id)
+
+
+def test_files_handed_over_together_share_one_creation(
+    params: Callable[[str], dict[str, Any]], busy_proxy: BusyProxy, prefect_harness: str
+) -> None:
+    node = "batch"
+    deployment_id = apply_deployment(node)
+    items = _items(params, node, "core.b1", "core.b2", "core.b3")
+    outcomes = handover.submit_many(node, items)
+    assert busy_proxy.bulk_creations == 1 and busy_proxy.creations == 0
+    runs = [outcome for outcome in outcomes if isinstance(outcome, FlowRun)]
+    assert len(runs) == 3 and len({run.id for run in runs}) == 3
+    for (key, item_params), run in zip(items, runs, strict=True):  # in the order of the files
+        stored = _stored(prefect_harness, run.id)
+        assert stored.idempotency_key == key and stored.parameters["path"] == item_params["path"]
+        assert stored.deployment_id == deployment_id and stored.state_type == StateType.SCHEDULED
+        assert f"node:{node}" in stored.tags
+
+    # Handed over again (a restart before the ledger recorded them), with a new file: no second run of the first.
+    again = handover.submit_many(node, [*items, *_items(params, node, "core.b4")])
+    assert [run.id for run in again[:3] if isinstance(run, FlowRun)] == [run.id for run in runs]
+    assert isinstance(again[3], FlowRun) and again[3].id not in {run.id for run in runs}
+
+
+def test_a_batch_that_met_a_locked_database_is_tried_again_whole(
+    params: Callable[[str], dict[str, Any]], busy_proxy: BusyProxy, client_backoffs: list[str]
+) -> None:
+    node = "batch-locked"
+    apply_deployment(node)
+    busy_proxy.locked = 2
+    outcomes = handover.submit_many(node, _items(params, node, "core.l1", "core.l2"))
+    assert busy_proxy.bulk_creations == 3  # two refused, the third taken
+    assert all(isinstance(outcome, FlowRun) for outcome in outcomes)
+    assert client_backoffs == []
+
+
+def test_a_server_without_bulk_creation_gets_one_creation_per_file(
+    params: Callable[[str], dict[str, Any]], busy_proxy: BusyProxy
+) -> None:
+    node = "no-bulk"
+    apply_deployment(node)
+    busy_proxy.no_bulk = True
+    outcomes = handover.submit_many(node, _items(params, node, "core.n1", "core.n2"))
+    assert all(isinstance(outcome, FlowRun) for outcome in outcomes)
+    assert busy_proxy.bulk_creations == 1 and busy_proxy.creations == 2
+    # The server is remembered: the next files go one by one straight away.
+    handover.submit_many(node, _items(params, node, "core.n3", "core.n4"))
+    assert busy_proxy.bulk_creations == 1 and busy_proxy.creations == 4
+
+
+def test_a_run_the_server_refuses_is_retried_alone_and_the_others_go_on(
+    params: Callable[[str], dict[str, Any]], busy_proxy: BusyProxy, agent_config: Callable[..., Path]
+) -> None:
+    node = "batch-refused"
+    apply_deployment(node)
+    sensor = Sensor(load_config(agent_config(f"agent:\n  nodeName: {node}\n")))
+    assert sensor.node == node
+    items = _items(params, node, "core.r1", "core.r2", "core.r3")
+    for key, item_params in items:
+        assert sensor.ledger.add(key, item_params["path"], json.dumps(item_params))
+    busy_proxy.refuse = {"key-core.r2"}
+    assert sensor.dispatch_once() == 2
+    assert [sensor.ledger.state(key) for key, _ in items] == ["submitted", "pending", "submitted"]
+    [waiting] = [entry for entry in sensor.ledger.in_state("pending")]
+    assert waiting.key == "key-core.r2" and waiting.attempts == 1 and waiting.flow_run_id is None
+    assert sensor.prefect_reachable
+
+    # Once the server takes it, the next due hand-over creates it; the others are not handed over again.
+    busy_proxy.refuse = set()
+    handed: list[int] = []
+    wait_for(lambda: handed.append(sensor.dispatch_once()) or sum(handed) > 0, 30, "the refused file's next try")
+    assert sum(handed) == 1 and sensor.ledger.state("key-core.r2") == "submitted"
+    assert busy_proxy.bulk_creations == 1 and busy_proxy.creations == 1  # a single file: one plain creation
+    sensor.ledger.close()
 
 
 def test_a_hand_over_error_is_described_without_the_credentials_of_a_url() -> None:
