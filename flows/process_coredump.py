@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.runtime import flow_run
+from prefect.settings import get_current_settings
 
 from coredumps import records
 from coredumps.config import Config, load_config
@@ -41,7 +43,11 @@ def _parse_pod(pod: str | None) -> tuple[str | None, str | None]:
     return (namespace or "default"), name
 
 
-@flow(name="process-coredump", flow_run_name=_run_name, retries=1, retry_delay_seconds=30, log_prints=False)
+# The run's result is its rows in the database (and what ``process`` prints): nothing for Prefect to persist. Said
+# here, with a storage that needs no lookup, Prefect's engine does not ask the server three times a run for its
+# default result storage.
+@flow(name="process-coredump", flow_run_name=_run_name, retries=1, retry_delay_seconds=30, log_prints=False,
+      persist_result=False, result_storage=Path(get_current_settings().results.local_storage_path))
 def process_coredump(
     path: str,
     node: str | None = None,

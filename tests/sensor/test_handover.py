@@ -116,6 +116,28 @@ def test_runs_executed_here_leave_out_the_suspension_watch_and_other_flows_keep_
     assert watched == [threading.current_thread().name]
 
 
+def test_a_run_asks_the_server_nothing_it_does_not_need(
+    params: Callable[[str], dict[str, Any]], busy_proxy: BusyProxy
+) -> None:
+    # Prefect's engine asks for the server's default result storage (three requests a run) unless the flow says
+    # where results go and that they are not kept; the tags added during the run use the run's own client.
+    node = "runner-lean"
+    outcomes: list[tuple[dict[str, Any] | None, BaseException | None]] = []
+    finished = threading.Event()
+    runner = NodeRunner(apply_deployment(node), workers=1,
+                        on_done=lambda _run, result, error: (outcomes.append((result, error)), finished.set()))
+    flow_run = handover.submit(node, "key-lean", {**params("core.lean"), "node": node})
+    busy_proxy.requests.clear()
+    assert runner.submit(flow_run) is True
+    assert finished.wait(120)
+    [(result, error)] = outcomes
+    assert error is None and result is not None and result["status"] == "stored"
+    assert not [request for request in busy_proxy.requests if "/admin/storage" in request]
+    assert busy_proxy.requests.count("GET /api/csrf-token") <= 1  # the worker's one client, not one per call
+    with get_client(sync_client=True) as client:
+        assert {f"node:{node}", "signal:SIGABRT"} <= set(client.read_flow_run(flow_run.id).tags)
+
+
 def test_hand_over_follows_a_deployment_applied_again(params: Callable[[str], dict[str, Any]]) -> None:
     node = "redeployed"
     first_id = apply_deployment(node)
@@ -162,6 +184,7 @@ class BusyProxy:
         self.busy = 0
         self.creations = 0
         self.bulk_creations = 0
+        self.requests: list[str] = []
         self.locked = 0
         self.refuse: set[str] = set()
         self.no_bulk = False
@@ -173,6 +196,7 @@ class BusyProxy:
 
             def _relay(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.requests.append(f"{self.command} {self.path.split('?')[0]}")
                 if self.command == "POST" and self.path.endswith("/create_flow_run"):
                     proxy.creations += 1
                     if proxy.busy > 0:
