@@ -10,10 +10,10 @@ SERVER_DEFAULTS = {
     # after at most a second, it takes about half the CPU per run; the UI shows a task's state that second later.
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "50",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
-    # A node runs at most analyzer.maxConcurrentAnalyses flow runs at once; the others of a burst wait, Scheduled,
-    # by design. Prefect marks a run Late 15 s after its start time, a state change per waiting run (each one
-    # retried every 5 s while SQLite is busy): about a tenth of the server's CPU in a burst of 100, for a warning
-    # that is not one. A run still waiting after 10 minutes is marked Late.
+    # A node runs a few flow runs at once (the sensor's --workers); the others of a burst wait, Scheduled, by
+    # design. Prefect marks a run Late 15 s after its start time, a state change per waiting run (each one retried
+    # every 5 s while SQLite is busy): about a tenth of the server's CPU in a burst of 100, for a warning that is
+    # not one. A run still waiting after 10 minutes is marked Late.
     "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": "600",
 }
 """For every Prefect server this project starts or deploys (local, ephemeral, in the cluster)."""

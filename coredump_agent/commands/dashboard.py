@@ -7,6 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from coredump_agent.commands.args import port_number
 from coredump_agent.prefect_env import apply_defaults
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1; others need the token)")
-    parser.add_argument("--port", type=int, default=None, help="port (default dashboard.port)")
+    parser.add_argument("--port", type=port_number, default=None, help="port (default dashboard.port)")
     parser.add_argument("--prefect-ui", default=None,
                         help="Prefect UI address for flow-run links (default $PREFECT_UI_URL, else derived "
                         "from PREFECT_API_URL)")

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from coredump_agent.commands.args import port_number
 from coredump_agent.crasher import PROGRAMS, make_core
 from coredump_agent.prefect_env import SERVER_DEFAULTS
 
@@ -40,7 +41,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     parser.add_argument("--kind", choices=sorted(PROGRAMS), default="segv", help="which crash to make (default segv)")
     parser.add_argument("--once", action="store_true", help="exit after the first coredump is processed")
-    parser.add_argument("--port", type=int, default=4200, help="port of the local Prefect server (default 4200)")
+    parser.add_argument("--port", type=port_number, default=4200,
+                        help="port of the local Prefect server (default 4200)")
     parser.set_defaults(handler=run)
 
 

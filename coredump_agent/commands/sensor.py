@@ -9,6 +9,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from coredump_agent.commands.args import positive_int
 from coredump_agent.prefect_env import apply_defaults
 
 if TYPE_CHECKING:
@@ -27,9 +28,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "/healthz and /readyz on agent.healthPort and /metrics on agent.metricsPort. Needs a Prefect API "
         "(PREFECT_API_URL); runs until SIGTERM or Ctrl-C.",
     )
-    parser.add_argument("--workers", type=int, default=0,
-                        help="flow runs executed at once (default: analyzer.maxConcurrentAnalyses)")
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="flow runs executed at once (default: analyzer.maxConcurrentAnalyses + 1; GDB itself "
+                        "stays within analyzer.maxConcurrentAnalyses, and the extra run does its other steps "
+                        "meanwhile)")
     parser.set_defaults(handler=run)
+
+
+def default_workers(cfg: Config) -> int:
+    """Flow runs a node executes at once: one more than its GDB slots, so that a slot does not wait while its
+    run makes its Prefect calls, stores and records."""
+    return cfg.analyzer.max_concurrent_analyses + 1
 
 
 def _database_check(cfg: Config) -> Any:
@@ -159,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         if error is not None and not cancelled:
             metrics.ERRORS.labels(type(error).__name__).inc()
 
-    workers = args.workers or cfg.analyzer.max_concurrent_analyses
+    workers = args.workers or default_workers(cfg)
     runner = NodeRunner(deployment_id, workers=workers, on_done=on_done)
 
     def on_submitted(flow_run: Any, detected_at: float) -> None:
