@@ -41,6 +41,14 @@ GATHER_MAX_SECONDS = 1.0
 a burst share one request, made before their flow runs load the server."""
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Sensor:
     def __init__(
         self,
@@ -75,6 +83,13 @@ class Sensor:
         except (OSError, BadInputError):
             return
         if self.ledger.state(key) is not None:
+            return
+        if not _utf8(str(path)):
+            # The run's parameters, rows and ledger hold text: a name that is not UTF-8 cannot be handed over.
+            self.ledger.add(key, shown(path), "{}", state="bad-name")
+            metrics.FILES_SKIPPED.labels("name-not-utf8").inc()
+            log.warning("%s: the file name is not valid UTF-8; the file is left where it is, not handed over",
+                        shown(path))
             return
         age = time.time() - st.st_mtime
         max_age = self.cfg.collector.max_file_age

@@ -28,6 +28,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from coredumps.corefiles import inside_folder, is_temporary_name
+from coredumps.inputs import shown
 
 log = logging.getLogger(__name__)
 Finished = Callable[[Path], None]
@@ -60,7 +61,15 @@ class Tracker:
         with self._lock:
             self._seen.pop(path, None)
         if candidate(path, self.folder) is not None:
+            self._take(path)
+
+    def _take(self, path: Path) -> None:
+        """Hand a finished file on; an error with one file never stops the watch, the sweep or the others."""
+        try:
             self.on_finished(path)
+        except Exception as exc:
+            log.error("could not take %s (%s: %s); it is looked at again at the next sweep", shown(path),
+                      type(exc).__name__, exc)
 
     def touch(self, path: Path) -> None:
         st = candidate(path, self.folder)
@@ -90,7 +99,7 @@ class Tracker:
                     del self._seen[path]
                     ready.append(path)
         for path in ready:
-            self.on_finished(path)
+            self._take(path)
 
     def sweep(self, is_known: Callable[[Path, os.stat_result], bool]) -> int:
         """Look at every file in the folder (at start and every watchInterval); returns files tracked."""

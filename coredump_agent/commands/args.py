@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def positive_int(text: str) -> int:
@@ -22,3 +23,14 @@ def port_number(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a port (1 to 65535)")
     return value
+
+
+def utf8_text(text: str) -> str:
+    """Text that must stay text in Prefect's parameters and the database: valid UTF-8 (a file name may not be)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(
+            f"'{os.fsencode(text).decode('ascii', 'backslashreplace')}' is not valid UTF-8; a file with such a "
+            "name must be renamed first") from None
+    return text

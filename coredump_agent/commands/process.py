@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from coredump_agent.commands.args import utf8_text
 from coredump_agent.prefect_env import apply_defaults
 
 FIELDS = ("coredump_id", "score", "stored", "location", "skip_reason", "duplicate", "flow_run_id")
@@ -18,12 +19,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "(PREFECT_API_URL) or Prefect's ephemeral mode when none is configured, and print the result: "
         "coredump_id, score, stored, location, skip_reason, duplicate, flow_run_id.",
     )
-    parser.add_argument("core", help="path of the core file")
-    parser.add_argument("--exe", help="the crashed program's executable, for symbols")
-    parser.add_argument("--pod", metavar="NS/NAME", help="the pod the core came from")
-    parser.add_argument("--container", help="the container the core came from")
-    parser.add_argument("--instance", help="the Milvus instance (Helm release or operator CR name)")
-    parser.add_argument("--node", help="the node name (default: agent.nodeName, $NODE_NAME or the hostname)")
+    parser.add_argument("core", type=utf8_text, help="path of the core file")
+    parser.add_argument("--exe", type=utf8_text, help="the crashed program's executable, for symbols")
+    parser.add_argument("--pod", type=utf8_text, metavar="NS/NAME", help="the pod the core came from")
+    parser.add_argument("--container", type=utf8_text, help="the container the core came from")
+    parser.add_argument("--instance", type=utf8_text, help="the Milvus instance (Helm release or operator CR name)")
+    parser.add_argument("--node", type=utf8_text,
+                        help="the node name (default: agent.nodeName, $NODE_NAME or the hostname)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.set_defaults(handler=run)
 

@@ -45,6 +45,7 @@ def test_bad_entries_never_stop_the_sensor_or_escape_the_folder(
     (node.watched / "core.empty").write_bytes(b"")
     (node.watched / "sub").mkdir()
     node.drop(segv, "core.. we ird\nname")
+    node.drop(segv, os.fsdecode(b"core.not-utf8-\xff\xfe"))
     node.drop(segv, "core.good")
     rows = wait_for(lambda: len(node.finished_rows()) == 3 and node.finished_rows(), 120, "three processed files")
     by_name = {r.file_name: r for r in rows}
@@ -54,6 +55,11 @@ def test_bad_entries_never_stop_the_sensor_or_escape_the_folder(
     objects = node.stored_objects()
     assert all(p.is_relative_to(node.data / "coredumps") and "\n" not in p.name for p in objects)
     assert outside.exists() and http_status(f"http://127.0.0.1:{node.health_port}/readyz") == 200
+    # A name that is not UTF-8 cannot be a run's parameter or a row: left in place, said once, counted.
+    assert (node.watched / os.fsdecode(b"core.not-utf8-\xff\xfe")).exists()
+    assert 'coredump_agent_files_skipped_total{reason="name-not-utf8"} 1.0' in node.metrics()
+    log = node.sensor.log.read_text(errors="replace")
+    assert log.count("the file name is not valid UTF-8") == 1 and "Traceback" not in log
 
 
 def test_half_written_core_is_handed_over_once_when_closed(node: Node, crash_cores: CoreFactory) -> None:
