@@ -185,11 +185,23 @@ def _create(client: SyncPrefectClient, name: str, node: str, key: str, params: d
     return _on_deployment(client, name, create)
 
 
+def _one_by_one(client: SyncPrefectClient, name: str, node: str, items: list[Item]) -> list[Outcome]:
+    """The flow runs of ``items``, a request each: a file the server refuses, or that cannot be sent, is its
+    own outcome; a busy or unreachable server fails them all."""
+    outcomes: list[Outcome] = []
+    for key, params in items:
+        try:
+            outcomes.append(_create(client, name, node, key, params))
+        except (PrefectHTTPStatusError, ValueError, TypeError) as exc:
+            outcomes.append(RunRefusedError(f"the flow run was not created: {describe(exc)}"))
+    return outcomes
+
+
 def _create_many(client: SyncPrefectClient, name: str, node: str, items: list[Item]) -> list[Outcome]:
     """The flow runs of ``items``, in order, created in one request and read back in another."""
     url = str(PREFECT_API_URL.value())
     if url in _no_bulk or len(items) == 1:
-        return [_create(client, name, node, key, params) for key, params in items]
+        return _one_by_one(client, name, node, items)
     bodies = [_body(node, key, params) for key, params in items]
 
     def create(deployment_id: UUID) -> list[dict[str, Any]]:
@@ -207,13 +219,15 @@ def _create_many(client: SyncPrefectClient, name: str, node: str, items: list[It
     try:
         results = _on_deployment(client, name, create)
     except PrefectHTTPStatusError as exc:
-        if exc.response.status_code not in (404, 405):
-            raise
-        # the deployment was just found by name: it is the endpoint that is missing
-        log.info("the Prefect server at %s cannot create flow runs in bulk; creating them one by one",
-                 _URL_CREDENTIALS.sub(r"\1***@", url))
-        _no_bulk.add(url)
-        return [_create(client, name, node, key, params) for key, params in items]
+        if exc.response.status_code in (404, 405):
+            # the deployment was just found by name: it is the endpoint that is missing
+            log.info("the Prefect server at %s cannot create flow runs in bulk; creating them one by one",
+                     _URL_CREDENTIALS.sub(r"\1***@", url))
+            _no_bulk.add(url)
+        # else the server refused the batch as a whole: one by one, a file it cannot take holds up only itself
+        return _one_by_one(client, name, node, items)
+    except (ValueError, TypeError):  # a file's parameters cannot be sent: the same
+        return _one_by_one(client, name, node, items)
     if len(results) != len(items):
         raise RuntimeError(f"the Prefect server answered {len(results)} results for {len(items)} flow runs")
     ids = [UUID(result["flow_run_id"]) for result in results if result.get("status") == "CREATED"]

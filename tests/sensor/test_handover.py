@@ -176,7 +176,8 @@ class BusyProxy:
 
     Bulk creations: the next ``locked`` ones answer what the server answers when their transaction met another
     write (every run FAILED, database locked); ``refuse`` names idempotency keys whose runs the server does not
-    create (the others are created); ``no_bulk`` answers 404, as a server without the endpoint does.
+    create (the others are created); ``no_bulk`` answers 404, as a server without the endpoint does;
+    ``reject_batches`` answers 422, a batch refused as a whole.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -188,6 +189,7 @@ class BusyProxy:
         self.locked = 0
         self.refuse: set[str] = set()
         self.no_bulk = False
+        self.reject_batches = False
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -218,6 +220,9 @@ class BusyProxy:
                 proxy.bulk_creations += 1
                 if proxy.no_bulk:
                     self._answer(404, json.dumps({"detail": "Not Found"}).encode())
+                    return
+                if proxy.reject_batches:
+                    self._answer(422, json.dumps({"exception_message": "Invalid request received."}).encode())
                     return
                 if proxy.locked > 0:
                     proxy.locked -= 1
@@ -371,18 +376,34 @@ def test_a_batch_that_met_a_locked_database_is_tried_again_whole(
     assert client_backoffs == []
 
 
-def test_a_server_without_bulk_creation_gets_one_creation_per_file(
-    params: Callable[[str], dict[str, Any]], busy_proxy: BusyProxy
+@pytest.mark.parametrize("answer", ["no_bulk", "reject_batches"])
+def test_a_batch_the_server_does_not_take_whole_is_handed_over_file_by_file(
+    params: Callable[[str], dict[str, Any]], busy_proxy: BusyProxy, answer: str
 ) -> None:
-    node = "no-bulk"
+    node = f"one-by-one-{answer}"
     apply_deployment(node)
-    busy_proxy.no_bulk = True
+    setattr(busy_proxy, answer, True)
     outcomes = handover.submit_many(node, _items(params, node, "core.n1", "core.n2"))
     assert all(isinstance(outcome, FlowRun) for outcome in outcomes)
     assert busy_proxy.bulk_creations == 1 and busy_proxy.creations == 2
-    # The server is remembered: the next files go one by one straight away.
     handover.submit_many(node, _items(params, node, "core.n3", "core.n4"))
-    assert busy_proxy.bulk_creations == 1 and busy_proxy.creations == 4
+    assert busy_proxy.creations == 4
+    # A server without the endpoint (404) is remembered; a batch refused whole (422) does not make the next one
+    # go file by file.
+    assert busy_proxy.bulk_creations == (1 if answer == "no_bulk" else 2)
+
+
+def test_a_file_that_cannot_be_sent_holds_up_only_itself(
+    params: Callable[[str], dict[str, Any]], busy_proxy: BusyProxy
+) -> None:
+    node = "batch-unsendable"
+    apply_deployment(node)
+    good, unsendable, other = _items(params, node, "core.u1", "core.u2", "core.u3")
+    unsendable[1]["pod"] = "milvus/\udcff"  # not UTF-8: no request can carry it
+    outcomes = handover.submit_many(node, [good, unsendable, other])
+    assert isinstance(outcomes[0], FlowRun) and isinstance(outcomes[2], FlowRun)
+    assert isinstance(outcomes[1], handover.RunRefusedError) and "UnicodeEncodeError" in str(outcomes[1])
+    assert busy_proxy.creations == 2  # the two others, one by one, after the batch could not be sent
 
 
 def test_a_run_the_server_refuses_is_retried_alone_and_the_others_go_on(
