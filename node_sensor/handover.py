@@ -13,7 +13,8 @@ creation that meets another write fails as a whole and is tried again, so a
 burst of a hundred cores costs a few requests instead of a hundred creations,
 most of them refused and repeated while the server is busy running the flows
 already created. The dispatcher keeps one API client and the deployment's id.
-A server without the bulk endpoint gets one creation per file.
+A server without the bulk endpoint, or one that refuses a batch as a whole, gets
+one creation per file: a file it cannot take then holds up only itself.
 
 A Prefect server on SQLite answers 503 when a flow run's insert meets another
 write ("database is locked"); Prefect's client would wait 2, 4, 8... seconds

@@ -6,7 +6,7 @@ Set-up (folder, ledger, observer) is separate from the loop; ``ready`` is set
 once the watcher runs and the first sweep is done, so tests wait on it instead
 of sleeping. Three loops share the ledger: the watchdog observer, the sweep
 (every collector.watchInterval, and the stability checks in between), and the
-dispatcher that turns pending entries into flow runs with backoff.
+dispatcher that turns pending entries into flow runs, in batches, with backoff.
 """
 
 from __future__ import annotations
