@@ -86,9 +86,10 @@ READ_BACK_QUEUE = 16
 class _ReadBack:
     """Writes to a file while a second thread reads back each write and compares it byte for byte.
 
-    The thread hashes what it read back (the sha256 recorded is that of the stored bytes) and
-    flushes the file to disk every SYNC_EVERY bytes (when ``sync``), so that the fsync at the
-    end finds little left to write. ``finish`` waits for it and returns the size and sha256.
+    The thread hashes what it read back (the sha256 recorded is that of the stored bytes) and,
+    every SYNC_EVERY bytes (when ``sync``), asks a third thread to flush the file to disk, so that
+    the fsync at the end finds little left to write while the hashing goes on meanwhile.
+    ``finish`` waits for both and returns the size and sha256.
     """
 
     def __init__(self, out: BinaryIO, sync: bool) -> None:
@@ -98,8 +99,33 @@ class _ReadBack:
         self._written = 0
         self._writes: queue.Queue[tuple[int, bytes] | None] = queue.Queue(READ_BACK_QUEUE)
         self._result: tuple[int, str] | BaseException | None = None
+        self._dirty = threading.Event()
+        self._closing = False
+        self._sync_error: OSError | None = None
+        self._syncer = threading.Thread(target=self._flush, name="store-flush", daemon=True)
+        if sync:
+            self._syncer.start()
         self._thread = threading.Thread(target=self._run, name="store-read-back", daemon=True)
         self._thread.start()
+
+    def _flush(self) -> None:
+        """Flush the file to disk each time the read-back asks, until it is done."""
+        while True:
+            self._dirty.wait()
+            self._dirty.clear()
+            if self._closing:
+                return
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:  # raised by finish; the final fsync would meet it too
+                self._sync_error = exc
+                return
+
+    def _stop_flushing(self) -> None:
+        self._closing = True
+        self._dirty.set()
+        if self._syncer.is_alive():
+            self._syncer.join()
 
     def write(self, data: bytes | bytearray | memoryview, /) -> int:
         if isinstance(self._result, BaseException):  # the read-back failed: stop writing now
@@ -129,7 +155,7 @@ class _ReadBack:
                 done += len(back)
                 unsynced += len(back)
                 if self._sync and unsynced >= SYNC_EVERY:
-                    os.fdatasync(self._fd)
+                    self._dirty.set()
                     unsynced = 0
             ended = True
             size = os.fstat(self._fd).st_size
@@ -145,8 +171,11 @@ class _ReadBack:
         """Wait for the read-back of everything written; the size and sha256 it found."""
         self._writes.put(None)
         self._thread.join()
+        self._stop_flushing()
         if isinstance(self._result, BaseException):
             raise self._result
+        if self._sync_error is not None:
+            raise self._sync_error
         assert self._result is not None
         return self._result
 
@@ -154,6 +183,7 @@ class _ReadBack:
         if self._thread.is_alive():
             self._writes.put(None)
             self._thread.join()
+        self._stop_flushing()
 
 
 def _private(path: str, flags: int) -> int:

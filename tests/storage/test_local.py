@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
@@ -9,6 +10,7 @@ import json
 import lzma
 import os
 import subprocess
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +24,8 @@ from coredumps.config import StorageConfig
 from coredumps.errors import BadInputError, ConfigError, StorageRejectedError, StorageUnavailableError
 from coredumps.inputs import open_decompressed
 from coredumps.storage import LocalStorage, NfsStorage, StoreRequest, make_storage
+from coredumps.storage import local as local_storage
+from coredumps.storage.base import is_core_name
 from coredumps.storage.local import _ReadBack
 
 MOMENT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -364,3 +368,45 @@ def test_read_back_finds_a_file_longer_than_what_was_written(tmp_path: Path) -> 
         with pytest.raises(StorageUnavailableError, match="were written"):
             read_back.finish()
 
+
+
+def test_read_back_flushes_to_disk_beside_the_hashing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_storage, "SYNC_EVERY", 1 << 20)
+    flushed_by: list[str] = []
+    flushed = threading.Event()
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        flushed_by.append(threading.current_thread().name)
+        real_fdatasync(fd)
+        flushed.set()
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    chunks = [os.urandom(1 << 20) for _ in range(6)]
+    with open(tmp_path / "f", "xb+", buffering=0) as out:
+        read_back = _ReadBack(out, sync=True)
+        for chunk in chunks[:2]:
+            read_back.write(chunk)
+        assert flushed.wait(30), "2 MB written with SYNC_EVERY at 1 MB and nothing flushed while writing"
+        for chunk in chunks[2:]:
+            read_back.write(chunk)
+        size, sha256 = read_back.finish()
+    assert (size, sha256) == (6 << 20, hashlib.sha256(b"".join(chunks)).hexdigest())
+    assert set(flushed_by) == {"store-flush"}  # never on the thread that reads back and hashes
+    assert not [thread for thread in threading.enumerate() if thread.name == "store-flush"]
+
+
+def test_a_failed_flush_fails_the_store_and_leaves_nothing(
+    make_core: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_storage, "SYNC_EVERY", 1 << 16)
+
+    def fdatasync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    source = make_core(size=1 << 20)
+    storage = LocalStorage(tmp_path / "store", compression="none")
+    with pytest.raises(StorageUnavailableError, match="Input/output error"):
+        storage.store(request(source))
+    assert not [path for path in all_files(tmp_path / "store") if is_core_name(path.name)]
