@@ -178,6 +178,12 @@ class BusyProxy:
     write (every run FAILED, database locked); ``refuse`` names idempotency keys whose runs the server does not
     create (the others are created); ``no_bulk`` answers 404, as a server without the endpoint does;
     ``reject_batches`` answers 422, a batch refused as a whole.
+
+    ``creations`` and ``bulk_creations`` count the requests the proxy answered and those the server took. The
+    server's own busy answers (its SQLite met another write: the session's other work can cause one at any
+    time) are counted apart, in ``server_refusals``, so that the counts a test sets up are exact.
+    ``created_keys``: the idempotency keys of the runs the server created one at a time (a batch retried after
+    such a busy answer creates its first runs again, found by their keys).
     """
 
     def __init__(self, upstream: str) -> None:
@@ -185,6 +191,8 @@ class BusyProxy:
         self.busy = 0
         self.creations = 0
         self.bulk_creations = 0
+        self.server_refusals = 0
+        self.created_keys: set[str] = set()
         self.requests: list[str] = []
         self.locked = 0
         self.refuse: set[str] = set()
@@ -208,7 +216,14 @@ class BusyProxy:
                 if self.command == "POST" and self.path.endswith("/create_flow_run/bulk"):
                     self._bulk(json.loads(body))
                     return
-                self._answer(*self._upstream(body))
+                status, answer = self._upstream(body)
+                if self.command == "POST" and self.path.endswith("/create_flow_run"):
+                    if status == 503:
+                        proxy.creations -= 1  # the server's own refusal: counted apart
+                        proxy.server_refusals += 1
+                    elif status < 300:
+                        proxy.created_keys.add(json.loads(body)["idempotency_key"])
+                self._answer(status, answer)
 
             def _upstream(self, body: bytes) -> tuple[int, bytes]:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
@@ -234,7 +249,11 @@ class BusyProxy:
                 if status != 200:
                     self._answer(status, answer)
                     return
-                created = iter(json.loads(answer)["results"])
+                created_or_not = json.loads(answer)["results"]
+                if any("database is locked" in str(result.get("error")) for result in created_or_not):
+                    proxy.bulk_creations -= 1  # the server's own refusal: counted apart
+                    proxy.server_refusals += 1
+                created = iter(created_or_not)
                 results = [{"flow_run_id": None, "status": "FAILED", "error": "Parameter validation failed: no"}
                            if run["idempotency_key"] in proxy.refuse else next(created) for run in runs]
                 self._answer(200, json.dumps({"results": results}).encode())
@@ -385,9 +404,9 @@ def test_a_batch_the_server_does_not_take_whole_is_handed_over_file_by_file(
     setattr(busy_proxy, answer, True)
     outcomes = handover.submit_many(node, _items(params, node, "core.n1", "core.n2"))
     assert all(isinstance(outcome, FlowRun) for outcome in outcomes)
-    assert busy_proxy.bulk_creations == 1 and busy_proxy.creations == 2
+    assert busy_proxy.bulk_creations == 1 and busy_proxy.created_keys == {"key-core.n1", "key-core.n2"}
     handover.submit_many(node, _items(params, node, "core.n3", "core.n4"))
-    assert busy_proxy.creations == 4
+    assert busy_proxy.created_keys == {"key-core.n1", "key-core.n2", "key-core.n3", "key-core.n4"}
     # A server without the endpoint (404) is remembered; a batch refused whole (422) does not make the next one
     # go file by file.
     assert busy_proxy.bulk_creations == (1 if answer == "no_bulk" else 2)
@@ -403,7 +422,8 @@ def test_a_file_that_cannot_be_sent_holds_up_only_itself(
     outcomes = handover.submit_many(node, [good, unsendable, other])
     assert isinstance(outcomes[0], FlowRun) and isinstance(outcomes[2], FlowRun)
     assert isinstance(outcomes[1], handover.RunRefusedError) and "UnicodeEncodeError" in str(outcomes[1])
-    assert busy_proxy.creations == 2  # the two others, one by one, after the batch could not be sent
+    # the two others, one by one, after the batch could not be sent
+    assert busy_proxy.created_keys == {"key-core.u1", "key-core.u3"}
 
 
 def test_a_run_the_server_refuses_is_retried_alone_and_the_others_go_on(
@@ -428,7 +448,7 @@ def test_a_run_the_server_refuses_is_retried_alone_and_the_others_go_on(
     handed: list[int] = []
     wait_for(lambda: handed.append(sensor.dispatch_once()) or sum(handed) > 0, 30, "the refused file's next try")
     assert sum(handed) == 1 and sensor.ledger.state("key-core.r2") == "submitted"
-    assert busy_proxy.bulk_creations == 1 and busy_proxy.creations == 1  # a single file: one plain creation
+    assert busy_proxy.bulk_creations == 1 and busy_proxy.created_keys == {"key-core.r2"}  # a single file: plain
     sensor.ledger.close()
 
 
