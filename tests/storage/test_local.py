@@ -396,15 +396,33 @@ def test_read_back_flushes_to_disk_beside_the_hashing(tmp_path: Path, monkeypatc
     assert not [thread for thread in threading.enumerate() if thread.name == "store-flush"]
 
 
-def test_a_failed_flush_fails_the_store_and_leaves_nothing(
+def test_a_failed_flush_fails_the_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_storage, "SYNC_EVERY", 1 << 16)
+    failed = threading.Event()
+
+    def fdatasync(fd: int) -> None:
+        failed.set()
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    with open(tmp_path / "f", "xb+", buffering=0) as out:
+        read_back = _ReadBack(out, sync=True)
+        read_back.write(os.urandom(1 << 17))
+        assert failed.wait(30), "128 KB written with SYNC_EVERY at 64 KB and no flush tried"
+        with pytest.raises(OSError, match="Input/output error"):
+            read_back.finish()
+
+
+def test_a_disk_that_fails_to_flush_fails_the_store_and_leaves_nothing(
     make_core: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(local_storage, "SYNC_EVERY", 1 << 16)
 
-    def fdatasync(fd: int) -> None:
+    def failing(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "fdatasync", failing)  # the flushes while writing
+    monkeypatch.setattr(os, "fsync", failing)  # the last one
     source = make_core(size=1 << 20)
     storage = LocalStorage(tmp_path / "store", compression="none")
     with pytest.raises(StorageUnavailableError, match="Input/output error"):
