@@ -34,6 +34,15 @@ def shown(path: Path | str) -> str:
     return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(path))
 
 
+def is_utf8(text: str) -> bool:
+    """Whether text (a file name decoded with surrogate escapes) can go into JSON, a row or a run's parameters."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def stat_regular(path: Path, *, follow_symlinks: bool = True) -> os.stat_result:
     """stat() (or lstat()) the path and insist on a regular file; anything else is one clear BadInputError."""
     try:

@@ -80,9 +80,14 @@ class ServerBusyError(RuntimeError):
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
 
 
+def _masked(text: str) -> str:
+    """Text with the user info of any URL in it masked."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
+
+
 def describe(exc: BaseException) -> str:
     """A hand-over error for the log and the ledger: user info in a URL (Prefect's errors quote the URL) masked."""
-    return _URL_CREDENTIALS.sub(r"\1***@", f"{type(exc).__name__}: {exc}")
+    return _masked(f"{type(exc).__name__}: {exc}")
 
 
 def _refuse_busy(response: Any) -> None:
@@ -223,7 +228,7 @@ def _create_many(client: SyncPrefectClient, name: str, node: str, items: list[It
         if exc.response.status_code in (404, 405):
             # the deployment was just found by name: it is the endpoint that is missing
             log.info("the Prefect server at %s cannot create flow runs in bulk; creating them one by one",
-                     _URL_CREDENTIALS.sub(r"\1***@", url))
+                     _masked(url))
             _no_bulk.add(url)
         # else the server refused the batch as a whole: one by one, a file it cannot take holds up only itself
         return _one_by_one(client, name, node, items)

@@ -25,7 +25,7 @@ from prefect.client.schemas.objects import FlowRun
 from coredumps.config import Config
 from coredumps.corefiles import FileIdentity
 from coredumps.errors import BadInputError
-from coredumps.inputs import shown
+from coredumps.inputs import is_utf8, shown
 from node_sensor import handover, metrics
 from node_sensor.ledger import Entry, Ledger
 from node_sensor.watcher import Tracker, start_observer
@@ -39,14 +39,6 @@ GATHER_QUIET_SECONDS = 0.05
 GATHER_MAX_SECONDS = 1.0
 """A new file is handed over once no other has arrived for 0.05 s, or 1 s after the first of a burst: the files of
 a burst share one request, made before their flow runs load the server."""
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class Sensor:
@@ -84,7 +76,7 @@ class Sensor:
             return
         if self.ledger.state(key) is not None:
             return
-        if not _utf8(str(path)):
+        if not is_utf8(str(path)):
             # The run's parameters, rows and ledger hold text: a name that is not UTF-8 cannot be handed over.
             self.ledger.add(key, shown(path), "{}", state="bad-name")
             metrics.FILES_SKIPPED.labels("name-not-utf8").inc()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from coredumps.inputs import is_utf8
+
 
 def positive_int(text: str) -> int:
     """A whole number of at least 1."""
@@ -27,10 +29,8 @@ def port_number(text: str) -> int:
 
 def utf8_text(text: str) -> str:
     """Text that must stay text in Prefect's parameters and the database: valid UTF-8 (a file name may not be)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+    if not is_utf8(text):
         raise argparse.ArgumentTypeError(
             f"'{os.fsencode(text).decode('ascii', 'backslashreplace')}' is not valid UTF-8; a file with such a "
-            "name must be renamed first") from None
+            "name must be renamed first")
     return text

@@ -82,6 +82,23 @@ def test_a_run_starts_once_per_scheduled_state(params: Callable[[str], dict[str,
     assert len(runner._clients) == 1  # the one worker's client served both runs
 
 
+def _stored_through_a_runner(
+    params: Callable[[str], dict[str, Any]], node: str, before_the_run: Callable[[], object] = lambda: None
+) -> FlowRun:
+    """Hand a core over and execute its run in a one-worker NodeRunner of ``node``; the run stores the core."""
+    outcomes: list[tuple[dict[str, Any] | None, BaseException | None]] = []
+    finished = threading.Event()
+    runner = NodeRunner(apply_deployment(node), workers=1,
+                        on_done=lambda _run, result, error: (outcomes.append((result, error)), finished.set()))
+    flow_run = handover.submit(node, f"key-{node}", {**params(f"core.{node}"), "node": node})
+    before_the_run()
+    assert runner.submit(flow_run) is True
+    assert finished.wait(120)
+    [(result, error)] = outcomes
+    assert error is None and result is not None and result["status"] == "stored"
+    return flow_run
+
+
 def test_runs_executed_here_leave_out_the_suspension_watch_and_other_flows_keep_it(
     params: Callable[[str], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -98,16 +115,7 @@ def test_runs_executed_here_leave_out_the_suspension_watch_and_other_flows_keep_
             yield
 
     monkeypatch.setattr(node_runner, "_observe_suspension", recording)
-    node = "runner-unwatched"
-    outcomes: list[tuple[dict[str, Any] | None, BaseException | None]] = []
-    finished = threading.Event()
-    runner = NodeRunner(apply_deployment(node), workers=1,
-                        on_done=lambda _run, result, error: (outcomes.append((result, error)), finished.set()))
-    flow_run = handover.submit(node, "key-unwatched", {**params("core.unwatched"), "node": node})
-    assert runner.submit(flow_run) is True
-    assert finished.wait(120)
-    [(result, error)] = outcomes
-    assert error is None and result is not None and result["status"] == "stored"
+    flow_run = _stored_through_a_runner(params, "runner-unwatched")
     assert watched == []
 
     # Any other flow run of a deployment in this process still gets Prefect's watch.
@@ -122,16 +130,7 @@ def test_a_run_asks_the_server_nothing_it_does_not_need(
     # Prefect's engine asks for the server's default result storage (three requests a run) unless the flow says
     # where results go and that they are not kept; the tags added during the run use the run's own client.
     node = "runner-lean"
-    outcomes: list[tuple[dict[str, Any] | None, BaseException | None]] = []
-    finished = threading.Event()
-    runner = NodeRunner(apply_deployment(node), workers=1,
-                        on_done=lambda _run, result, error: (outcomes.append((result, error)), finished.set()))
-    flow_run = handover.submit(node, "key-lean", {**params("core.lean"), "node": node})
-    busy_proxy.requests.clear()
-    assert runner.submit(flow_run) is True
-    assert finished.wait(120)
-    [(result, error)] = outcomes
-    assert error is None and result is not None and result["status"] == "stored"
+    flow_run = _stored_through_a_runner(params, node, before_the_run=busy_proxy.requests.clear)
     assert not [request for request in busy_proxy.requests if "/admin/storage" in request]
     assert busy_proxy.requests.count("GET /api/csrf-token") <= 1  # the worker's one client, not one per call
     with get_client(sync_client=True) as client:
