@@ -309,16 +309,24 @@ def stored_bytes(sessions: Sessions) -> int:
 
 
 def stored_rows(sessions: Sessions) -> dict[str, StoredRow]:
-    """Rows of stored cores by location, with whether each is its crash group's best."""
+    """Rows of stored cores by location, with whether each is its crash group's best stored core.
+
+    The best is the highest score among the group's stored cores (the earliest of equals): a better core
+    that was never stored, or has expired, does not leave the group without one.
+    """
     with sessions() as session:
         rows = session.execute(
-            select(CoredumpFile.id, CoredumpFile.storage_location, CoredumpFile.score, CrashGroup.best_coredump_id)
-            .outerjoin(CrashGroup, CoredumpFile.crash_group_id == CrashGroup.id)
+            select(CoredumpFile.id, CoredumpFile.storage_location, CoredumpFile.score, CoredumpFile.crash_group_id)
             .where(CoredumpFile.stored.is_(True))
         ).all()
+    best: dict[int, tuple[float, int]] = {}
+    for cid, _location, score, group in rows:
+        if group is not None:
+            rank = (float(score or 0.0), -cid)
+            best[group] = max(best.get(group, rank), rank)
     return {
-        str(location): StoredRow(cid, float(score or 0.0), best == cid)
-        for cid, location, score, best in rows
+        str(location): StoredRow(cid, float(score or 0.0), group is not None and best[group][1] == -cid)
+        for cid, location, score, group in rows
         if location
     }
 

@@ -6,7 +6,8 @@ Rules, in order, each adding deletions with their reason:
   2. count: more than storage.keepPerInstance cores of one instance; the least valuable go first;
   3. size: the store is larger than storage.maxStorageSize; the least valuable go first.
 Least valuable first means: not a group's best, then lowest score, then oldest.
-Objects the database does not know (e.g. left by a crashed run) count with score 0.
+Objects the database does not know (e.g. left by a crashed run) count with score 0; one younger than
+UNKNOWN_GRACE is left to the age rule alone, since a run may have stored it and not yet written its row.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from datetime import datetime, timedelta
 from coredumps.config import StorageConfig
 
 DAY = timedelta(days=1)
+UNKNOWN_GRACE = DAY
+"""How long a stored object the database does not know is safe from the count and size rules."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,11 @@ def _high_value(copy: StoredCopy, cfg: StorageConfig) -> bool:
     return copy.group_best or copy.score >= cfg.high_value_score
 
 
+def _settling(copy: StoredCopy, now: datetime) -> bool:
+    """An object without a row, stored so recently that its run may still be recording it."""
+    return copy.coredump_id is None and now - copy.stored_at < UNKNOWN_GRACE
+
+
 def plan_retention(copies: list[StoredCopy], cfg: StorageConfig, now: datetime) -> list[Deletion]:
     """The deletions the policy asks for, each once, with the first rule that asked."""
     chosen: dict[str, Deletion] = {}
@@ -63,7 +71,7 @@ def plan_retention(copies: list[StoredCopy], cfg: StorageConfig, now: datetime) 
     if cfg.keep_per_instance > 0:
         by_instance: dict[str, list[StoredCopy]] = defaultdict(list)
         for copy in copies:
-            if copy.location not in chosen:
+            if copy.location not in chosen and not _settling(copy, now):
                 by_instance[copy.instance].append(copy)
         for instance, members in by_instance.items():
             members.sort(key=_value, reverse=True)
@@ -73,7 +81,7 @@ def plan_retention(copies: list[StoredCopy], cfg: StorageConfig, now: datetime) 
     if cfg.max_storage_size > 0:
         remaining = [c for c in copies if c.location not in chosen]
         total = sum(c.size for c in remaining)
-        for copy in sorted(remaining, key=_value):
+        for copy in sorted((c for c in remaining if not _settling(c, now)), key=_value):
             if total <= cfg.max_storage_size:
                 break
             delete(copy, f"the store exceeds storage.maxStorageSize ({total} > {cfg.max_storage_size} bytes)")

@@ -18,9 +18,10 @@ from tasks.policies import transient_only
 @task(name="list-stored", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 8, 30],
       retry_condition_fn=transient_only)
 def list_stored(storage: Storage, sessions: Sessions) -> list[StoredCopy]:
-    known = records.stored_rows(sessions)
+    objects = list(storage.list_objects())
+    known = records.stored_rows(sessions)  # after the listing: a store recorded meanwhile is known
     copies = []
-    for obj in storage.list_objects():
+    for obj in objects:
         row = known.get(obj.location)
         copies.append(StoredCopy(
             location=obj.location, instance=obj.instance, size=obj.size, stored_at=obj.modified,

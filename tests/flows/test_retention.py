@@ -22,9 +22,9 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
 
 def copy(name: str, *, days: float = 1, score: float = 8.0, best: bool = False, instance: str = "a",
-         size: int = 100) -> StoredCopy:
+         size: int = 100, known: bool = True) -> StoredCopy:
     return StoredCopy(location=name, instance=instance, size=size, stored_at=NOW - timedelta(days=days),
-                      score=score, group_best=best)
+                      score=score, group_best=best, coredump_id=abs(hash(name)) if known else None)
 
 
 def planned(copies: list[StoredCopy], **cfg: Any) -> dict[str, str]:
@@ -52,6 +52,16 @@ def test_total_size_limit_deletes_until_under() -> None:
     copies = [copy(f"c{i}", score=float(i), size=100) for i in range(5)]
     result = planned(copies, max_storage_size=250)
     assert set(result) == {"c0", "c1", "c2"}
+
+
+def test_an_object_without_a_row_is_left_alone_while_its_run_may_still_be_recording_it() -> None:
+    copies = [copy("known", score=8.0), copy("just-stored", days=0.001, score=0.0, known=False),
+              copy("orphan", days=2, score=0.0, known=False)]
+    assert set(planned(copies, keep_per_instance=1)) == {"orphan"}
+    by_size = planned(copies, max_storage_size=150)
+    assert set(by_size) == {"orphan", "known"}  # the new object still counts towards the total
+    assert planned([copy("just-stored", days=0.001, known=False)], max_storage_size=1) == {}
+    assert set(planned([copy("just-stored", days=45, known=False)])) == {"just-stored"}  # age applies to all
 
 
 def test_zero_means_no_limit() -> None:
@@ -90,6 +100,14 @@ def test_retention_flow_dry_run_then_real(
     assert len(deleted_rows) == 2 and not any(r.stored for r in deleted_rows)
     assert len([e for e in rows(config, StorageEvent) if e.action == "delete" and e.status == "ok"]) == 2
     assert retention(dry_run=False, config_path=str(config))["deleted"] == []
+
+    # A core stored a moment ago whose run has not written its row yet: not the instance's surplus.
+    kept = Path(remaining[0]["location"])
+    just_stored = kept.with_name("20261126-000000_pod_container.core.zst")
+    shutil.copyfile(kept, just_stored)
+    again = retention(dry_run=False, config_path=str(config))
+    assert again["stored"] == 2 and again["deleted"] == []
+    assert just_stored.exists() and kept.exists()
 
 
 @pytest.mark.usefixtures("aws_env")

@@ -1,0 +1,41 @@
+"""Which stored core is its crash group's best, as retention sees it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from coredumps.db import CoredumpFile, CrashGroup, session_factory, upgrade
+from coredumps.records import stored_rows
+
+SEEN = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _core(name: str, score: float, group: CrashGroup, stored: bool) -> CoredumpFile:
+    return CoredumpFile(
+        idempotency_key=f"node-1:{name}", node_name="node-1", path=f"/cores/{name}", file_name=name,
+        size_bytes=100, mtime=SEEN, score=score, crash_group=group, stored=stored,
+        storage_location=f"/store/inst/{name}.core.zst" if stored else None,
+    )
+
+
+def test_the_best_is_the_best_stored_core_of_the_group(engine: Engine) -> None:
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with sessions() as session:
+        group = CrashGroup(signature="SIGSEGV|f", title="f", signal_name="SIGSEGV", first_seen=SEEN,
+                           last_seen=SEEN, count=4)
+        unstored = _core("unstored", 9.8, group, stored=False)
+        cores = [unstored, _core("first-eight", 8.0, group, True), _core("second-eight", 8.0, group, True),
+                 _core("seven", 7.0, group, True)]
+        session.add_all(cores)
+        session.flush()
+        group.best_score, group.best_coredump_id = 9.8, unstored.id  # the group's best-scored core
+        lone = CrashGroup(signature="SIGABRT|g", title="g", signal_name="SIGABRT", first_seen=SEEN,
+                          last_seen=SEEN, count=1)
+        session.add(_core("lone", 2.0, lone, True))
+        session.commit()
+
+    best = {location.rsplit("/", 1)[1].split(".")[0]: row.group_best for location, row in stored_rows(sessions).items()}
+    assert best == {"first-eight": True, "second-eight": False, "seven": False, "lone": True}
