@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from coredumps.config import CollectorConfig
+from coredumps.corefiles import FileIdentity
 from coredumps.diagnosis import Diagnosis
 from coredumps.records import Correlation, FileFacts, GroupInfo
 from coredumps.scoring import Score
@@ -46,9 +47,24 @@ def store_request(facts: FileFacts, corr: Correlation, d: Diagnosis, score: Scor
     )
 
 
-def release_source(path: Path, collector: CollectorConfig) -> bool:
-    """Delete the source of a verified stored copy when collector.deleteAfterStore is on."""
+def release_source(facts: FileFacts, collector: CollectorConfig) -> bool:
+    """Delete the source of a verified stored copy when collector.deleteAfterStore is on.
+
+    Only while the path still holds the file that was stored (same device, inode, size and mtime): a
+    kernel pattern that reuses a name may have put the next crash's core there meanwhile.
+    """
     if not collector.delete_after_store:
+        return False
+    path = Path(facts.path)
+    try:
+        now = FileIdentity.from_stat(facts.node_name, path.lstat())
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        log.warning("%s: stored and verified, but the source could not be checked, so it is kept: %s", path, exc)
+        return False
+    if now.key() != facts.idempotency_key:
+        log.warning("%s: stored and verified, but the file at this path has changed since; it is kept", path)
         return False
     try:
         path.unlink()

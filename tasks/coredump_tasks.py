@@ -96,7 +96,7 @@ def store(sessions: Sessions, coredump_id: int, facts: FileFacts, corr: Correlat
                            location=stored.location, size=stored.size, sha256=stored.sha256,
                            reason="already stored; reused" if stored.reused else None,
                            duration=time.monotonic() - started)
-    if release_source(Path(facts.path), cfg.collector):
+    if release_source(facts, cfg.collector):
         records.mark_source_deleted(sessions, coredump_id)
     return stored
 
