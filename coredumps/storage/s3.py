@@ -6,6 +6,9 @@ its MD5 and its own retries, so memory stays at about two parts whatever the
 size of the core. The object is verified by size and by its multipart ETag
 (the MD5 of the part MD5s); when the endpoint's ETag is not an MD5 (SSE-KMS)
 the object is read back and its sha256 compared. The sidecar is written last.
+A free name is first claimed with a conditional write (If-None-Match), so that
+two different cores that share a name, stored at once from two nodes, never
+land on one key.
 
 Credentials come only from the environment: AWS_ACCESS_KEY_ID and friends,
 AWS_SHARED_CREDENTIALS_FILE or any other source botocore knows, or the file
@@ -60,6 +63,8 @@ T = TypeVar("T")
 
 CONTENT_TYPES = {"zstd": "application/zstd", "gzip": "application/gzip", "none": "application/octet-stream"}
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_CLAIMED = {"PreconditionFailed", "ConditionalRequestConflict"}
+"""A conditional write that lost: the key exists, or another conditional write to it is in flight."""
 _CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"}
 _THROTTLED = {
     "SlowDown",
@@ -206,11 +211,14 @@ class S3Storage:
         for stem in candidate_stems(request):
             key = self._key(folder, stem + SUFFIXES[self.compression])
             found = self._probe(key, request, source_size)
-            if found == "taken":
+            if found == "taken" or (found == "free" and not self._claim(key, request)):
                 continue
             if isinstance(found, StoredObject):
                 return found
-            return self._write(request, key, source_size)
+            try:
+                return self._write(request, key, source_size)
+            finally:
+                self._release_claim(key)
         raise StorageRejectedError(f"{self.where}: too many different cores share the name {key}; not stored")
 
     def delete(self, location: str) -> None:
@@ -267,6 +275,38 @@ class S3Storage:
         ):
             raise StorageRejectedError(f"{location}: not a stored core in {self.where}; nothing deleted")
         return key
+
+    @staticmethod
+    def _claim_key(key: str) -> str:
+        folder, _, name = key.rpartition("/")
+        return f"{folder}/.{name}.claim"
+
+    def _claim(self, key: str, request: StoreRequest) -> bool:
+        """Reserve a free name for this core: a write that succeeds only if nobody has claimed it.
+
+        A name claimed by this same core (a store interrupted before) is ours again. The claim is read
+        back, so that an endpoint that ignores If-None-Match still hands the name to one writer at a time.
+        """
+        claim = self._claim_key(key)
+        owner = (request.source_id or "").encode()
+
+        def put() -> None:
+            try:
+                self._fs.call_s3("put_object", Bucket=self.bucket, Key=claim, Body=owner, IfNoneMatch="*",
+                                 **_md5_header(owner))
+            except Exception as exc:
+                found = _client_error(exc)
+                if found is None or not (found[0] in _CLAIMED or found[1] in (409, 412)):
+                    raise
+
+        call_with_retries(lambda: self._translated(put), **self._retry_options("put_object"))
+        return self._get_optional(claim) == owner
+
+    def _release_claim(self, key: str) -> None:
+        try:
+            self._call("delete_object", Key=self._claim_key(key))
+        except CoredumpError as exc:  # a claim left behind holds only a name this core already has
+            log.warning("could not remove the claim of %s: %s", self._location(key), exc)
 
     def _probe(self, key: str, request: StoreRequest, source_size: int) -> StoredObject | str:
         """'free' to write here, 'taken' by another core, or the complete earlier store of this core."""

@@ -298,3 +298,41 @@ def test_make_storage_builds_s3(moto_server: MotoServer, bucket: str, make_core:
     assert s3.backend == "s3"
     stored = s3.store(request(make_core(64 * 1024)))
     assert stored.location.startswith(f"s3://{bucket}/p/milvus-a/")
+
+
+def test_a_name_claimed_by_another_core_is_left_to_it(
+    moto_server: MotoServer, bucket: str, s3client: Any, make_core: Callable[..., Path]
+) -> None:
+    # Another node is storing a different core under the same name: its claim is in place, no object yet.
+    stem = "coredumps/milvus-a/20250304T050607Z_querynode-0_querynode"
+    s3client.put_object(Bucket=bucket, Key=f"coredumps/milvus-a/.{stem.rsplit('/', 1)[1]}.core.zst.claim",
+                        Body=b"node-2:1:7:100:1")
+    source = make_core(2**20)
+    mine = StoreRequest(source, "milvus-a", MOMENT, "querynode-0", "querynode", {}, source_id="node-1:1:9:100:1")
+    stored = storage(moto_server.url, bucket).store(mine)
+    assert stored.location == f"s3://{bucket}/{stem}-2.core.zst"
+    assert unzstd(fetch(s3client, bucket, stored.location)) == source.read_bytes()
+    assert f"coredumps/milvus-a/.{stem.rsplit('/', 1)[1]}-2.core.zst.claim" not in keys(s3client, bucket)
+    # Its own claim, left by an interrupted store, is this core's again.
+    again = StoreRequest(source, "milvus-a", MOMENT, "querynode-0", "querynode", {}, source_id="node-2:1:7:100:1")
+    assert storage(moto_server.url, bucket).store(again).location == f"s3://{bucket}/{stem}.core.zst"
+
+
+def test_concurrent_stores_of_different_cores_with_one_name_never_share_a_key(
+    moto_server: MotoServer, bucket: str, s3client: Any, make_core: Callable[..., Path]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sources = [make_core(2**20, name=f"c{i}", seed=i) for i in range(6)]  # equal size and name, other bytes
+
+    def store(index: int) -> str:
+        mine = StoreRequest(sources[index], "milvus-a", MOMENT, "querynode-0", "querynode", {},
+                            source_id=f"node-{index}:1:{index}:1048576:1")
+        return storage(moto_server.url, bucket).store(mine).location
+
+    with ThreadPoolExecutor(6) as pool:
+        locations = list(pool.map(store, range(6)))
+    assert len(set(locations)) == 6
+    for index, location in enumerate(locations):
+        assert unzstd(fetch(s3client, bucket, location)) == sources[index].read_bytes()
+    assert not [key for key in keys(s3client, bucket) if key.endswith(".claim")]
