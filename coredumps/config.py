@@ -22,6 +22,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -32,6 +33,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -147,6 +149,17 @@ class AIPricing(Section):
     output_per_million: float = Field(0.0, ge=0, description="USD per million completion tokens.")
 
 
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an http(s) endpoint of ours, in words that never repeat its credentials."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        shown = f"{parts.scheme}://{parts.hostname}" if parts.hostname else "the value"
+        return f"{shown} is not an http(s) URL"
+    if parts.username or parts.password:
+        return "the URL must not hold credentials; put them in the environment"
+    return None
+
+
 class AIAnalysisConfig(Section):
     enabled: bool = Field(False, description="Ask an LLM for a root-cause write-up of kept coredumps.")
     provider: Literal["glm", "openai", "openai-compatible"] = Field("glm", description="Which API shape and key.")
@@ -173,6 +186,19 @@ class AIAnalysisConfig(Section):
         default_factory=list, description="Extra regular expressions removed from prompts before sending."
     )
     pricing: AIPricing = Field(default_factory=AIPricing)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if value.strip() and (problem := url_problem(value.strip())):
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _endpoint_known(self) -> AIAnalysisConfig:
+        if self.enabled and self.provider == "openai-compatible" and not self.base_url.strip():
+            raise ValueError("provider openai-compatible needs baseURL, the endpoint's URL")
+        return self
 
     @field_validator("redact_patterns")
     @classmethod

@@ -28,7 +28,7 @@ import httpx
 from coredumps.ai.answer import AIAnswerError, clean_text
 from coredumps.ai.redact import Redactor, redactor_for
 from coredumps.ai.secrets import key_env_name, key_hint
-from coredumps.config import AIAnalysisConfig
+from coredumps.config import AIAnalysisConfig, url_problem
 from coredumps.errors import AIRejectedError, AIUnavailableError, ConfigError
 
 GLM_URL = "https://open.bigmodel.cn/api/paas/v4/chat/completions"
@@ -65,13 +65,10 @@ def endpoint_url(cfg: AIAnalysisConfig) -> str:
     url = cfg.base_url.strip()
     if not url:
         if cfg.provider not in DEFAULT_URLS:
-            raise ConfigError("aiAnalysis.baseURL: provider openai-compatible needs the endpoint's URL.")
+            raise ConfigError("aiAnalysis: provider openai-compatible needs baseURL, the endpoint's URL.")
         return DEFAULT_URLS[cfg.provider]
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(f"aiAnalysis.baseURL: {_shown(url)} is not an http(s) URL.")
-    if parts.username or parts.password:
-        raise ConfigError("aiAnalysis.baseURL: the URL must not hold credentials; put the key in the environment.")
+    if problem := url_problem(url):
+        raise ConfigError(f"aiAnalysis.baseURL: {problem}.")
     if url.rstrip("/").endswith("/v1"):
         return url.rstrip("/") + "/chat/completions"
     return url
@@ -309,7 +306,3 @@ def _retry_after(headers: httpx.Headers, cap: float) -> float | None:
         return None
     return min(cap, max(0.0, seconds))
 
-
-def _shown(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}" if parts.hostname else "the value"

@@ -32,11 +32,17 @@ STACK_TRACE = """#0  0x00007f3a2b4c5d6e in milvus::segcore::SegmentLoader::Load 
 #2  0x00007f3a2b4c7000 in start_thread () from /lib/x86_64-linux-gnu/libc.so.6"""
 
 
+UNUSED_URL = "http://127.0.0.1:9/v1"
+"""The endpoint of a config whose test never sends a request (port 9: discard, closed here)."""
+
+
 def ai_config(**overrides: Any) -> AIAnalysisConfig:
     """An aiAnalysis section; python field names, timeouts short enough for tests."""
     values: dict[str, Any] = {"enabled": True, "provider": "openai-compatible", "model": "test-model",
                               "timeout": 2.0, "max_analysis_per_hour": 50, "max_cost_per_month": 100.0}
     values.update(overrides)
+    if values["provider"] == "openai-compatible":
+        values.setdefault("base_url", UNUSED_URL)
     return AIAnalysisConfig(**values)
 
 

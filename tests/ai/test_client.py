@@ -7,11 +7,13 @@ import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 
 from coredumps.ai.answer import AIAnswerError
 from coredumps.ai.client import GLM_URL, OPENAI_URL, ChatClient, endpoint_url
+from coredumps.config import AIAnalysisConfig, load_config
 from coredumps.errors import AIRejectedError, AIUnavailableError, ConfigError, retryable
 from tests.ai.conftest import API_KEY, ai_config
 from tests.llmfake import (
@@ -105,15 +107,24 @@ def test_endpoint_url(provider: str, base_url: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("provider", "base_url", "reason"),
     [
-        ("openai-compatible", "", "needs the endpoint's URL"),
+        ("openai-compatible", "", "needs baseURL, the endpoint's URL"),
         ("openai-compatible", "ftp://host/v1", "not an http"),
         ("openai-compatible", "http://user:pw@host/v1", "must not hold credentials"),
     ],
 )
-def test_unusable_endpoint_url_is_a_config_error(provider: str, base_url: str, reason: str) -> None:
+def test_unusable_endpoint_url_is_refused_when_the_config_loads(
+    provider: str, base_url: str, reason: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"analyzer:\n  aiAnalysis:\n    enabled: true\n    provider: {provider}\n"
+                      f"    baseURL: '{base_url}'\n")
     with pytest.raises(ConfigError, match=reason) as caught:
-        endpoint_url(ai_config(provider=provider, base_url=base_url))
+        load_config(config)
+    assert "analyzer.aiAnalysis" in str(caught.value)
     assert "pw" not in str(caught.value)
+    # A config built without validation still never reaches the endpoint.
+    with pytest.raises(ConfigError, match=reason):
+        endpoint_url(AIAnalysisConfig.model_construct(enabled=True, provider=provider, base_url=base_url))
 
 
 def test_429_honours_retry_after_seconds(llm: FakeLLM, make_client: MakeClient, sleeps: list[float]) -> None:
