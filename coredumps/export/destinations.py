@@ -113,6 +113,8 @@ def parse_destination(dest: str) -> S3Location | Path:
     if "://" not in text:
         return Path(text).expanduser()
     url = urlparse(text)
+    if "@" in url.netloc:
+        raise ConfigError("export.dest: the URL must not hold credentials; S3 credentials come from the environment.")
     if url.scheme != "s3":
         raise ConfigError(f"export.dest: {text!r} is neither a folder nor an s3://bucket/prefix URL.")
     bucket, prefix = url.netloc, url.path.strip("/")

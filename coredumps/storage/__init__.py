@@ -9,9 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from coredumps.config import StorageConfig
+from coredumps.config import StorageConfig, url_problem
 from coredumps.errors import ConfigError
 from coredumps.storage.base import ObjectInfo, Storage, StoredObject, StoreRequest, object_name
 from coredumps.storage.local import LocalStorage, NfsStorage
@@ -54,10 +53,8 @@ def make_storage(cfg: StorageConfig, **options: Any) -> Storage:
             f"storage.s3.bucket: {s3.bucket!r} is not a valid bucket name "
             "(3-63 characters: lower-case letters, digits, dots and dashes)"
         )
-    if s3.endpoint:
-        url = urlparse(s3.endpoint)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise ConfigError(f"storage.s3.endpoint: {s3.endpoint!r} must be an http:// or https:// URL")
+    if s3.endpoint and (problem := url_problem(s3.endpoint)):
+        raise ConfigError(f"storage.s3.endpoint: {problem}")
     if not MIN_PART <= s3.multipart_chunk_size <= MAX_PART:
         raise ConfigError("storage.s3.multipartChunkSize: must be between 5MiB and 5GiB (S3's part size limits)")
     if any(part in ("", ".", "..") for part in s3.prefix.strip("/").split("/")) and s3.prefix.strip("/"):

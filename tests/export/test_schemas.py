@@ -77,9 +77,12 @@ def test_destinations_that_are_accepted(dest: str, parsed: object) -> None:
         ("s3://bucket-one/a//b", "export.dest: the prefix 'a//b' must not contain empty, '.' or '..' segments."),
         ("s3://bucket-one/../x", "export.dest: the prefix '../x' must not contain empty"),
         ("s3://bucket-one/x?versionId=1", "export.dest: 's3://bucket-one/x?versionId=1' must not have a query"),
+        ("s3://AKIAEXAMPLE:s3cr3t@bucket-one/x", "export.dest: the URL must not hold credentials"),
+        ("https://user:s3cr3t@host/x", "export.dest: the URL must not hold credentials"),
     ],
 )
 def test_destinations_that_are_refused_with_one_sentence(dest: str, message: str) -> None:
     with pytest.raises(ConfigError) as raised:
         parse_destination(dest)
     assert str(raised.value).startswith(message) and str(raised.value).count(". ") == 0
+    assert "s3cr3t" not in str(raised.value)
