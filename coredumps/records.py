@@ -117,11 +117,17 @@ class ProcessResult:
 
 
 def claim(sessions: Sessions, facts: FileFacts, flow_run_id: str | None) -> Claim:
-    """Create the file's row, or find the one an earlier run created."""
+    """Create the file's row, or find the one an earlier run created.
+
+    The row of another run that ended is a duplicate; so is a stored row even for the run that stored it
+    (a retry of that run must not analyse again, spend on the LLM again, or overwrite 'stored').
+    """
     with sessions() as session:
         existing = session.scalar(select(CoredumpFile).where(CoredumpFile.idempotency_key == facts.idempotency_key))
         if existing is not None:
-            duplicate = existing.status in TERMINAL and existing.flow_run_id != flow_run_id
+            duplicate = existing.status == "stored" or (
+                existing.status in TERMINAL and existing.flow_run_id != flow_run_id
+            )
             return Claim(existing.id, duplicate, existing.status)
         row = CoredumpFile(**asdict(facts), status="pending", flow_run_id=flow_run_id)
         session.add(row)

@@ -116,8 +116,11 @@ def process_coredump(
         _finish(sessions, claim.coredump_id, cfg, facts.file_name, node, corr, status=status,
                 error=f"storing failed: {exc}", d=diagnosis, score=score, group=group, ai_note=ai_note)
         raise
-    create_link_artifact(link=_link(stored.location), link_text=stored.location,
-                         description="The stored copy of the coredump")
+    try:
+        create_link_artifact(link=_link(stored.location), link_text=stored.location,
+                             description="The stored copy of the coredump")
+    except Exception:  # the link is for people; its failure must not fail a run whose core is stored
+        logging.getLogger(__name__).warning("could not create the link artifact", exc_info=True)
     return _finish(sessions, claim.coredump_id, cfg, facts.file_name, node, corr, status="stored",
                    d=diagnosis, score=score, group=group, location=stored.location, ai_note=ai_note)
 

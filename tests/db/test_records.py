@@ -1,4 +1,4 @@
-"""Which stored core is its crash group's best, as retention sees it."""
+"""Rows as retention and a retried run see them: the best stored core of a group, a stored file's claim."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from coredumps.db import CoredumpFile, CrashGroup, session_factory, upgrade
-from coredumps.records import stored_rows
+from coredumps.records import FileFacts, claim, finish, stored_rows
 
 SEEN = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -39,3 +39,18 @@ def test_the_best_is_the_best_stored_core_of_the_group(engine: Engine) -> None:
 
     best = {location.rsplit("/", 1)[1].split(".")[0]: row.group_best for location, row in stored_rows(sessions).items()}
     assert best == {"first-eight": True, "second-eight": False, "seven": False, "lone": True}
+
+
+def test_a_stored_row_is_a_duplicate_even_for_the_run_that_stored_it(engine: Engine) -> None:
+    upgrade(engine)
+    sessions = session_factory(engine)
+    facts = FileFacts(idempotency_key="node-1:1:2:3:4", node_name="node-1", path="/cores/core.1", file_name="core.1",
+                      size_bytes=3, mtime=SEEN, inode=2, input_compression="none")
+    first = claim(sessions, facts, "run-1")
+    assert not first.duplicate
+    finish(sessions, first.coredump_id, "failed", error="GDB timed out")
+    assert not claim(sessions, facts, "run-1").duplicate  # a retry of a failed run works again
+    assert claim(sessions, facts, "run-2").duplicate  # another run finds it ended
+    finish(sessions, first.coredump_id, "stored")
+    again = claim(sessions, facts, "run-1")
+    assert again.duplicate and (again.coredump_id, again.status) == (first.coredump_id, "stored")
