@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from coredump_agent.commands.args import set_agent_log_level
 from coredump_agent.entry import subcommand
 from coredumps.errors import AnalysisTimeoutError, BadInputError, ConfigError, CoredumpError
 
@@ -104,8 +105,7 @@ def main(argv: Sequence[str] | None = None, early_gdb: Any = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for ours in ("coredumps", "coredump_agent", "flows", "tasks", "node_sensor"):
-        logging.getLogger(ours).setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    set_agent_log_level(logging.DEBUG if args.verbose else logging.INFO)  # until the config says otherwise
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from coredumps.core_load import Loading, gdb_launch
 from coredumps.diagnosis import Diagnosis, Frame, Library, ThreadStack
+from coredumps.elfcore import CoreNotes, read_core_notes
 from coredumps.gdb import GdbSession, MIResult
 from coredumps.inputs import plain_core
 from coredumps.reasons import CrashFacts, describe_crash, go_panic
@@ -215,26 +216,52 @@ def _finish(loading: Loading, cfg: AnalyzerConfig) -> Diagnosis:
     if notes.signal == 6:
         abort_message = _parse_string_value(gdb.one(f"-data-evaluate-expression {_ABORT_MSG_EXPR}"))
     gdb.close()
-    gdb_seconds = time.monotonic() - gdb.started
+    return _diagnosis(
+        loading.path, loading.compression, loading.file_size, notes, cfg, executable=executable,
+        frames=frames, depth=crash_depth, omitted=omitted, threads=threads, thread_count=len(threads_raw),
+        crashing_thread=int(current) if current.isdigit() else None, registers=registers, libraries=libraries,
+        abort_message=abort_message, warnings=warnings, gdb_seconds=time.monotonic() - gdb.started,
+    )
 
+
+def analyze_notes_only(path: Path, cfg: AnalyzerConfig, scratch_dir: Path | None = None) -> Diagnosis:
+    """What the core's own ELF notes say (signal, fault address, PID, threads), without GDB.
+
+    For ``analyzer.enableGdbAnalysis: false``: no stacks, so the crash reason has no location and the
+    signature groups by executable and signal alone.
+    """
+    with plain_core(path, scratch_dir) as (core, compression):
+        notes = read_core_notes(core)
+    warnings = ["GDB analysis is off (analyzer.enableGdbAnalysis); only the core's ELF notes were read"]
+    if notes.truncated:
+        warnings.append(f"the core is truncated ({notes.file_size} of {notes.expected_size} bytes)")
+    return _diagnosis(path, compression, path.stat().st_size, notes, cfg, executable=None, frames=[], depth=0,
+                      omitted=0, threads=[], thread_count=0, crashing_thread=None, registers={}, libraries=[],
+                      abort_message=None, warnings=warnings, gdb_seconds=0.0)
+
+
+def _diagnosis(
+    path: Path, compression: str, file_size: int, notes: CoreNotes, cfg: AnalyzerConfig, *,
+    executable: str | None, frames: list[Frame], depth: int, omitted: int, threads: list[ThreadStack],
+    thread_count: int, crashing_thread: int | None, registers: dict[str, str], libraries: list[Library],
+    abort_message: str | None, warnings: list[str], gdb_seconds: float,
+) -> Diagnosis:
     sp_name = {"x86_64": "rsp", "aarch64": "sp", "i386": "esp"}.get(notes.machine, "sp")
     sp = registers.get(sp_name)
     facts = CrashFacts(
         signal=notes.signal, si_code=notes.si_code, fault_address=notes.fault_address,
-        sender_pid=notes.sender_pid, frames=frames, depth=crash_depth,
+        sender_pid=notes.sender_pid, frames=frames, depth=depth,
         stack_pointer=int(sp, 16) if sp and sp.startswith("0x") else None, abort_message=abort_message,
     )
     reason, known = describe_crash(facts)
-    stack_trace = _stack_text(frames, omitted, cfg.max_frames)
-    path = loading.path
     diagnosis = Diagnosis(
-        path=str(path), input_compression=loading.compression, file_size=loading.file_size,
+        path=str(path), input_compression=compression, file_size=file_size,
         executable=executable or notes.executable, pid=notes.pid, signal_number=notes.signal,
         si_code=notes.si_code,
         fault_address=f"{notes.fault_address:#x}" if notes.fault_address is not None else None,
-        crash_reason=reason, reason_known=known, thread_count=max(notes.thread_count, len(threads_raw)),
-        crashing_thread=int(current) if current.isdigit() else None, frames=frames, threads=threads,
-        stack_trace=stack_trace, registers=registers, libraries=libraries,
+        crash_reason=reason, reason_known=known, thread_count=max(notes.thread_count, thread_count),
+        crashing_thread=crashing_thread, frames=frames, threads=threads,
+        stack_trace=_stack_text(frames, omitted, cfg.max_frames), registers=registers, libraries=libraries,
         is_panic=go_panic(frames) or has_panic_keyword(reason, cfg.panic_keywords), signature="",
         truncated=notes.truncated, omitted_frames=omitted, comm=notes.comm, command_line=notes.psargs,
         machine=notes.machine, warnings=warnings, gdb_seconds=gdb_seconds,

@@ -74,9 +74,11 @@ class Section(BaseModel):
 
 
 class AgentConfig(Section):
-    name: str = Field("milvus-coredump-agent", description="Name used in logs, metrics and Prefect tags.")
-    namespace: str = Field("default", description="Namespace the agent itself runs in.")
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log verbosity.")
+    name: str = Field("milvus-coredump-agent", description="Tags every coredump's flow run agent:<name>.")
+    namespace: str = Field("default", description="Accepted for the original agent's config files; not used.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Level of the agent's own log lines (-v: debug for every logger)."
+    )
     log_language: Literal["en", "zh"] = Field(
         "en", description="Language of the one-line score breakdown; zh keeps the original's Chinese form."
     )
@@ -212,7 +214,9 @@ class AIAnalysisConfig(Section):
 
 
 class AnalyzerConfig(Section):
-    enable_gdb_analysis: bool = Field(True, description="Run GDB on each core.")
+    enable_gdb_analysis: bool = Field(
+        True, description="Run GDB on each core; false reads only its ELF notes (no stacks)."
+    )
     gdb_path: str = Field(_LAUNCH.gdb_path, description="GDB executable.")
     gdb_timeout: Duration = Field(
         DEFAULT_TIMEOUT, description="Hard wall-clock limit for one GDB run; GDB is killed after it."
@@ -312,12 +316,15 @@ class ViewerConfig(Section):
     default_duration: int = Field(30, ge=1, description="Minutes a viewer lives by default.")
     max_duration: int = Field(120, ge=1, description="Longest a viewer may live, in minutes.")
     max_concurrent_pods: int = Field(3, ge=1, description="Viewers running at once.")
-    coredump_path: str = Field("/var/lib/systemd/coredump", description="Host folder of coredumps.")
+    coredump_path: str = Field(
+        "/var/lib/systemd/coredump",
+        description="Accepted for the original agent's config files; a viewer mounts the stored copy itself.",
+    )
     web_terminal_port: int = Field(7681, ge=1, le=65535, description="ttyd port.")
 
 
 class DashboardConfig(Section):
-    enabled: bool = Field(True, description="Serve the dashboard.")
+    enabled: bool = Field(True, description="Serve the dashboard; false makes the dashboard command refuse.")
     port: int = Field(8082, ge=0, le=65535, description="Dashboard port.")
     path: str = Field("/dashboard", description="URL prefix.")
     viewer_namespace: str = Field("default", description="Namespace of viewer pods.")

@@ -95,7 +95,7 @@ def process_coredump(
             logger.warning("%s: %s", path, exc)
             return records.result_of(sessions, claim.coredump_id).to_dict()
         raise
-    add_flow_run_tags(run_id, [f"node:{node}", f"signal:{diagnosis.signal_name}"]
+    add_flow_run_tags(run_id, [f"node:{node}", f"signal:{diagnosis.signal_name}", f"agent:{cfg.agent.name}"]
                       + ([f"instance:{instance}"] if instance else []))
     group = t.crash_group(sessions, claim.coredump_id, diagnosis, facts.crash_time or facts.mtime)
     score = t.score(sessions, claim.coredump_id, diagnosis, facts, corr, cfg)

@@ -64,8 +64,9 @@ def _result(cfg: Config, coredump_id: int, namespace: str, expires: datetime | N
 
 
 @flow(name="viewer", log_prints=False)
-def viewer(coredump_id: int, minutes: int = 30, config_path: str | None = None) -> dict[str, Any]:
-    """Start a GDB web terminal (ttyd) on one stored coredump for ``minutes`` (capped at maxDuration)."""
+def viewer(coredump_id: int, minutes: int | None = None, config_path: str | None = None) -> dict[str, Any]:
+    """Start a GDB web terminal (ttyd) on one stored coredump for ``minutes`` (default dashboard.viewer.defaultDuration,
+    capped at maxDuration)."""
     cfg = load_config(config_path)
     vc = cfg.dashboard.viewer
     if not vc.enabled:

@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from coredumps import records
 from coredumps.ai.step import AINote, ai_step
-from coredumps.analysis import analyze_core, index_cache_for, scratch_dir_for
+from coredumps.analysis import analyze_core, analyze_notes_only, index_cache_for, scratch_dir_for
 from coredumps.config import Config
 from coredumps.diagnosis import Diagnosis
 from coredumps.intake import identify_file
@@ -45,11 +45,16 @@ def analyze(path: str, exe: str | None, cfg: Config, sessions: Sessions, coredum
     """GDB under the node's analysis slots (analyzer.maxConcurrentAnalyses across all runs on this node).
 
     Its time limit is GDB's own hard deadline (analyzer.gdbTimeout), which kills GDB even in a worker thread.
+    With analyzer.enableGdbAnalysis off, only the core's ELF notes are read.
     """
     slots = Path(cfg.agent.data_dir) / "slots"
+    scratch = scratch_dir_for(cfg.agent.data_dir)
     with node_slot(slots, "gdb", cfg.analyzer.max_concurrent_analyses, timeout=cfg.analyzer.gdb_timeout):
-        diagnosis = analyze_core(Path(path), cfg.analyzer, exe=exe, scratch_dir=scratch_dir_for(cfg.agent.data_dir),
-                                 index_cache=index_cache_for(cfg.agent.data_dir))
+        if not cfg.analyzer.enable_gdb_analysis:
+            diagnosis = analyze_notes_only(Path(path), cfg.analyzer, scratch_dir=scratch)
+        else:
+            diagnosis = analyze_core(Path(path), cfg.analyzer, exe=exe, scratch_dir=scratch,
+                                     index_cache=index_cache_for(cfg.agent.data_dir))
     records.record_analysis(sessions, coredump_id, diagnosis)
     return diagnosis
 

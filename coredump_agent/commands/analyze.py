@@ -24,12 +24,12 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.core)
     prepared = prepare_core(path, args.exe, gdb=getattr(args, "early_gdb", None))
     try:
+        from coredump_agent.commands.args import configured
         from coredump_agent.report import render_text
         from coredumps.analysis import analyze_core, index_cache_for, scratch_dir_for
-        from coredumps.config import load_config
         from coredumps.scoring import breakdown_line, score_diagnosis
 
-        cfg = load_config(args.config)
+        cfg = configured(args)
         diagnosis = analyze_core(
             path, cfg.analyzer, exe=args.exe, scratch_dir=scratch_dir_for(cfg.agent.data_dir), prepared=prepared,
             index_cache=index_cache_for(cfg.agent.data_dir),

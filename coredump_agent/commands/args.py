@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+from typing import TYPE_CHECKING
 
 from coredumps.inputs import is_utf8
+
+if TYPE_CHECKING:
+    from coredumps.config import Config
+
+AGENT_LOGGERS = ("coredumps", "coredump_agent", "flows", "tasks", "node_sensor")
+"""The agent's own loggers: agent.logLevel sets their level (``-v``: debug, for every logger)."""
+
+
+def set_agent_log_level(level: int) -> None:
+    for name in AGENT_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
+def configured(args: argparse.Namespace) -> Config:
+    """The config ``--config`` names (or the default one), with its agent.logLevel applied unless ``-v`` was given."""
+    from coredumps.config import load_config
+
+    cfg = load_config(args.config)
+    if not getattr(args, "verbose", False):
+        set_agent_log_level(logging.getLevelNamesMapping()[cfg.agent.log_level.upper()])
+    return cfg
 
 
 def positive_int(text: str) -> int:

@@ -54,9 +54,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     from coredump_agent.cli import emit_json
-    from coredumps.config import load_config
+    from coredump_agent.commands.args import configured
 
-    load_config(args.config)
+    configured(args)
     apply_defaults()
     from flows.cleanup import cleanup
 
@@ -83,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     from coredump_agent.cli import emit_json
-    from coredumps.config import load_config
+    from coredump_agent.commands.args import configured
 
-    cfg = load_config(args.config)
+    cfg = configured(args)
     apply_defaults()
     from coredumps.cleanup.status import instance_status
     from coredumps.db.types import utcnow
@@ -116,9 +116,9 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_restore(args: argparse.Namespace) -> int:
     from coredump_agent.cli import emit_json
-    from coredumps.config import load_config
+    from coredump_agent.commands.args import configured
 
-    load_config(args.config)
+    configured(args)
     apply_defaults()
     from flows.cleanup import restore_instance
 

@@ -79,11 +79,14 @@ def kube_viewer_lister(cfg: Config) -> Any:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from coredump_agent.commands.args import configured
     from coredump_agent.dashboard import TOKEN_ENV, check_bind, create_app
-    from coredumps.config import load_config
     from coredumps.db.engine import init_db, session_factory
+    from coredumps.errors import ConfigError
 
-    cfg = load_config(args.config)
+    cfg = configured(args)
+    if not cfg.dashboard.enabled:
+        raise ConfigError("the dashboard is turned off (dashboard.enabled: false); set it to true to serve it")
     token = os.environ.get(TOKEN_ENV) or None
     check_bind(args.host, token)
     apply_defaults()

@@ -125,9 +125,9 @@ def _report(cfg: Config, core: Path, ui: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coredumps.config import load_config
+    from coredump_agent.commands.args import configured
 
-    cfg = load_config(args.config)
+    cfg = configured(args)
     data = Path(cfg.agent.data_dir).absolute()
     demo = data / "demo"
     watched = demo / "coredumps"

@@ -31,10 +31,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     from coredump_agent.cli import emit_json
-    from coredumps.config import load_config
+    from coredump_agent.commands.args import configured
     from coredumps.export import parse_destination
 
-    cfg = load_config(args.config)
+    cfg = configured(args)
     parse_destination(args.dest or cfg.export.dest)
     apply_defaults()
     from flows.export_parquet import export_parquet

@@ -32,9 +32,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     from coredump_agent.cli import emit_json
-    from coredumps.config import load_config
+    from coredump_agent.commands.args import configured
 
-    load_config(args.config)  # fail fast on a bad config, before Prefect starts
+    configured(args)  # fail fast on a bad config, before Prefect starts
     apply_defaults()
     from flows.process_coredump import process_coredump
 

@@ -22,9 +22,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     from coredump_agent.cli import emit_json
-    from coredumps.config import load_config
+    from coredump_agent.commands.args import configured
 
-    load_config(args.config)
+    configured(args)
     apply_defaults()
     from flows.retention import retention
 

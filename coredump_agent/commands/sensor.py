@@ -96,9 +96,9 @@ class _Cached:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coredumps.config import load_config
+    from coredump_agent.commands.args import configured
 
-    cfg = load_config(args.config)
+    cfg = configured(args)
     apply_defaults()
     from coredumps.db.engine import init_db
     from coredumps.records import stored_bytes

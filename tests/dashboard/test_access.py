@@ -8,6 +8,7 @@ import pytest
 
 from coredump_agent.commands import dashboard as command
 from coredump_agent.dashboard import UnsafeBindError, check_bind
+from coredumps.errors import ConfigError
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
@@ -27,4 +28,12 @@ def test_the_command_refuses_to_bind_everywhere_without_a_token(monkeypatch: pyt
     args = argparse.Namespace(config=None, host="0.0.0.0", port=None, prefect_ui=None,
                               viewer_deployment="viewer/cluster")
     with pytest.raises(UnsafeBindError, match=r"refusing to serve the dashboard on 0\.0\.0\.0"):
+        command.run(args)
+
+
+def test_the_command_refuses_to_start_when_the_dashboard_is_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COREDUMP_AGENT_DASHBOARD__ENABLED", "false")
+    args = argparse.Namespace(config=None, host="127.0.0.1", port=None, prefect_ui=None,
+                              viewer_deployment="viewer/cluster", verbose=False)
+    with pytest.raises(ConfigError, match=r"dashboard\.enabled: false"):
         command.run(args)

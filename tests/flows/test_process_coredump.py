@@ -73,6 +73,22 @@ def test_kept_core_is_stored_verified_and_recorded(
     assert group.count == 1 and group.best_coredump_id == row.id
 
 
+def test_without_gdb_analysis_the_core_notes_are_read_and_gdb_never_starts(
+    run: Callable[..., dict[str, Any]], crash_cores: CoreFactory, agent_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = agent_config("analyzer:\n  enableGdbAnalysis: false\n  gdbPath: /nonexistent/gdb\n  valueThreshold: 0\n")
+    core, _exe = crash_cores("segv")
+    source = tmp_path / "core.segv.zst"
+    with core.open("rb") as raw, source.open("wb") as out:
+        zstandard.ZstdCompressor().copy_stream(raw, out)
+    result = run(source, config)
+    assert result["stored"] is True and result["error"] is None
+    [analysis] = rows(config, AnalysisResult)
+    assert analysis.signal_name == "SIGSEGV" and analysis.stack_trace == ""
+    assert analysis.signature.endswith("!SIGSEGV: no frames")
+    assert any("enableGdbAnalysis" in warning for warning in analysis.warnings)
+
+
 def test_second_run_for_the_same_file_is_a_duplicate(
     run: Callable[..., dict[str, Any]], crash_cores: CoreFactory, agent_config: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -134,7 +134,8 @@ def test_a_run_asks_the_server_nothing_it_does_not_need(
     assert not [request for request in busy_proxy.requests if "/admin/storage" in request]
     assert busy_proxy.requests.count("GET /api/csrf-token") <= 1  # the worker's one client, not one per call
     with get_client(sync_client=True) as client:
-        assert {f"node:{node}", "signal:SIGABRT"} <= set(client.read_flow_run(flow_run.id).tags)
+        assert {f"node:{node}", "signal:SIGABRT", "agent:milvus-coredump-agent"} <= set(
+            client.read_flow_run(flow_run.id).tags)
 
 
 def test_hand_over_follows_a_deployment_applied_again(params: Callable[[str], dict[str, Any]]) -> None:
