@@ -8,6 +8,8 @@ Rules, in order, each adding deletions with their reason:
 Least valuable first means: not a group's best, then lowest score, then oldest.
 Objects the database does not know (e.g. left by a crashed run) count with score 0; one younger than
 UNKNOWN_GRACE is left to the age rule alone, since a run may have stored it and not yet written its row.
+What an interrupted store left behind (a temporary file, a name claim, an unfinished multipart upload)
+is removed once it is LEFTOVER_AGE old.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from coredumps.config import StorageConfig
 DAY = timedelta(days=1)
 UNKNOWN_GRACE = DAY
 """How long a stored object the database does not know is safe from the count and size rules."""
+LEFTOVER_AGE = DAY
+"""A store's temporary file, claim or unfinished upload this old belongs to a store that was interrupted."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ def retention(dry_run: bool = False, config_path: str | None = None) -> dict[str
     deletions = t.plan(copies, cfg)
     for deletion in deletions:
         t.delete(storage, sessions, deletion, dry_run)
+    leftovers = t.clean_leftovers(storage, sessions, dry_run)
     freed = sum(d.copy.size for d in deletions)
     verb = "would delete" if dry_run else "deleted"
     logger.info("retention %s %d of %d stored cores (%d bytes)", verb, len(deletions), len(copies), freed)
@@ -33,10 +34,15 @@ def retention(dry_run: bool = False, config_path: str | None = None) -> dict[str
     if deletions:
         lines += ["| location | score | reason |", "|---|---|---|"]
         lines += [f"| {escape(d.copy.location)} | {d.copy.score:.2f} | {escape(d.reason)} |" for d in deletions]
+    if leftovers:
+        logger.info("retention %s %d leftovers of interrupted stores", verb, len(leftovers))
+        lines += ["", f"{verb} {len(leftovers)} leftovers of stores interrupted more than a day ago:", ""]
+        lines += [f"- {escape(item.location)} ({item.size} bytes)" for item in leftovers]
     create_markdown_artifact(markdown="\n".join(lines) + "\n", key="retention", description="Last retention pass")
     return {
         "dry_run": dry_run,
         "stored": len(copies),
         "deleted": [{"location": d.copy.location, "reason": d.reason, "size": d.copy.size} for d in deletions],
         "bytes_freed": freed,
+        "leftovers": [{"location": item.location, "size": item.size} for item in leftovers],
     }

@@ -10,8 +10,8 @@ from prefect.cache_policies import NO_CACHE
 from coredumps import records
 from coredumps.config import Config
 from coredumps.records import Sessions
-from coredumps.retention import Deletion, StoredCopy, plan_retention
-from coredumps.storage import Storage
+from coredumps.retention import LEFTOVER_AGE, Deletion, StoredCopy, plan_retention
+from coredumps.storage import ObjectInfo, Storage
 from tasks.policies import transient_only
 
 
@@ -44,3 +44,17 @@ def delete(storage: Storage, sessions: Sessions, deletion: Deletion, dry_run: bo
         storage.delete(copy.location)
     records.record_deletion(sessions, copy.location, copy.coredump_id, backend=storage.backend,
                             status="dry-run" if dry_run else "ok", reason=deletion.reason, size=copy.size)
+
+
+@task(name="clean-leftovers", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 8, 30],
+      retry_jitter_factor=0.5, retry_condition_fn=transient_only)
+def clean_leftovers(storage: Storage, sessions: Sessions, dry_run: bool) -> list[ObjectInfo]:
+    """Remove what stores interrupted over a day ago left behind; each removal is a storage_events row."""
+    found = list(storage.leftovers(datetime.now(tz=UTC) - LEFTOVER_AGE))
+    for item in found:
+        if not dry_run:
+            storage.remove_leftover(item.location)
+        records.record_deletion(sessions, item.location, None, backend=storage.backend,
+                                status="dry-run" if dry_run else "ok", size=item.size,
+                                reason="left by a store interrupted more than a day ago")
+    return found

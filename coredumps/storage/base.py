@@ -29,6 +29,8 @@ INSTANCE_MAX = 128
 MAX_CANDIDATES = 100
 """Different cores that may share one stem before a store is refused."""
 SIDECAR_SUFFIX = ".json"
+LEFTOVER_SUFFIXES = (".tmp", ".claim")
+"""A store's temporary file and its name claim: dot-names, never a stored core."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -81,6 +83,12 @@ class Storage(Protocol):
 
     def describe(self, location: str) -> str: ...
 
+    def leftovers(self, before: datetime) -> Iterator[ObjectInfo]:
+        """What stores interrupted before ``before`` left behind (temporary files, claims, unfinished uploads)."""
+        ...
+
+    def remove_leftover(self, location: str) -> None: ...
+
 
 def sanitize(text: str | None, limit: int = PART_MAX) -> str:
     """A name part of ``[A-Za-z0-9._-]`` only, not starting with '.' or '-', at most ``limit`` chars.
@@ -124,6 +132,11 @@ def candidate_stems(request: StoreRequest) -> Iterator[str]:
     yield stem
     for number in range(2, MAX_CANDIDATES + 1):
         yield f"{stem}-{number}"
+
+
+def is_leftover_name(name: str) -> bool:
+    """True for a store's temporary file or name claim."""
+    return name.startswith(".") and name.endswith(LEFTOVER_SUFFIXES)
 
 
 def is_core_name(name: str) -> bool:

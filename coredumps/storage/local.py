@@ -32,6 +32,7 @@ from coredumps.storage.base import (
     candidate_stems,
     instance_folder,
     is_core_name,
+    is_leftover_name,
     new_record,
     same_source,
     sidecar_document,
@@ -230,6 +231,17 @@ class LocalStorage:
             path.with_name(sidecar_name_for(path.name)).unlink(missing_ok=True)
 
     def list_objects(self) -> Iterator[ObjectInfo]:
+        return self._files(is_core_name)
+
+    def describe(self, location: str) -> str:
+        return f"{location} (local disk)"
+
+    def leftovers(self, before: datetime) -> Iterator[ObjectInfo]:
+        """Temporary files and claims last written before ``before``: a store killed midway leaves them."""
+        return (info for info in self._files(is_leftover_name) if info.modified < before)
+
+    def _files(self, wanted: Callable[[str], bool]) -> Iterator[ObjectInfo]:
+        """The regular files one folder below the root whose names ``wanted`` accepts, in name order."""
         with self._errors(f"cannot list {self.root}"):
             if not self.root.is_dir():
                 return
@@ -237,13 +249,17 @@ class LocalStorage:
                 if not folder.is_dir() or folder.name.startswith("."):
                     continue
                 for entry in sorted(os.scandir(folder), key=lambda item: item.name):
-                    if is_core_name(entry.name) and entry.is_file(follow_symlinks=False):
+                    if wanted(entry.name) and entry.is_file(follow_symlinks=False):
                         info = entry.stat(follow_symlinks=False)
                         modified = datetime.fromtimestamp(info.st_mtime, UTC)
                         yield ObjectInfo(entry.path, folder.name, info.st_size, modified)
 
-    def describe(self, location: str) -> str:
-        return f"{location} (local disk)"
+    def remove_leftover(self, location: str) -> None:
+        path = Path(location).absolute()
+        if path.parent.parent != self.root or not is_leftover_name(path.name):
+            raise StorageRejectedError(f"{location}: not a leftover of a store under {self.root}; nothing deleted")
+        with self._errors(f"cannot delete {path}"):
+            path.unlink(missing_ok=True)
 
     def _prepare(self, folder: Path) -> None:
         folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -51,6 +51,7 @@ from coredumps.storage.base import (
     candidate_stems,
     instance_folder,
     is_core_name,
+    is_leftover_name,
     new_record,
     same_source,
     sidecar_document,
@@ -235,13 +236,17 @@ class S3Storage:
             raise StorageUnavailableError(f"{location}: cannot sign a download URL: {exc}") from exc
 
     def list_objects(self) -> Iterator[ObjectInfo]:
+        return (info for info in self._listing() if is_core_name(info.location.rpartition("/")[2]))
+
+    def _listing(self) -> Iterator[ObjectInfo]:
+        """Every object one folder below the prefix, page by page."""
         start = f"{self.prefix}/" if self.prefix else ""
         token: str | None = None
         while True:
             page = self._call("list_objects_v2", Prefix=start, **({"ContinuationToken": token} if token else {}))
             for item in page.get("Contents", []):
                 parts = str(item["Key"])[len(start) :].split("/")
-                if len(parts) == 2 and is_core_name(parts[1]):
+                if len(parts) == 2:
                     modified = item["LastModified"].astimezone(UTC)
                     yield ObjectInfo(self._location(item["Key"]), parts[0], int(item["Size"]), modified)
             token = page.get("NextContinuationToken")
@@ -250,6 +255,51 @@ class S3Storage:
 
     def describe(self, location: str) -> str:
         return f"{location} at {self.endpoint}" if self.endpoint else location
+
+    def leftovers(self, before: datetime) -> Iterator[ObjectInfo]:
+        """Name claims and unfinished multipart uploads from before ``before``: a store killed midway leaves them.
+
+        An unfinished upload's parts are billed like objects but never listed as objects; its location
+        is ``s3://bucket/key?uploadId=ID`` and its size is not counted (0).
+        """
+        for info in self._listing():
+            if is_leftover_name(info.location.rpartition("/")[2]) and info.modified < before:
+                yield info
+        start = f"{self.prefix}/" if self.prefix else ""
+        markers: dict[str, str] = {}
+        while True:
+            page = self._call("list_multipart_uploads", Prefix=start, **markers)
+            for upload in page.get("Uploads", []):
+                parts = str(upload["Key"])[len(start) :].split("/")
+                initiated = upload["Initiated"].astimezone(UTC)
+                if len(parts) == 2 and initiated < before:
+                    location = f"{self._location(upload['Key'])}?uploadId={upload['UploadId']}"
+                    yield ObjectInfo(location, parts[0], 0, initiated)
+            if not page.get("IsTruncated"):
+                return
+            markers = {"KeyMarker": page.get("NextKeyMarker", ""), "UploadIdMarker": page.get("NextUploadIdMarker", "")}
+
+    def remove_leftover(self, location: str) -> None:
+        where, _, upload_id = location.partition("?uploadId=")
+        head = f"s3://{self.bucket}/{self.prefix}/" if self.prefix else f"s3://{self.bucket}/"
+        parts = where.removeprefix(head).split("/")
+        if (not where.startswith(head) or len(parts) != 2 or parts[0] in ("", ".", "..")
+                or not (upload_id or is_leftover_name(parts[1]))):
+            raise StorageRejectedError(f"{location}: not a leftover of a store in {self.where}; nothing deleted")
+        key = where.removeprefix(f"s3://{self.bucket}/")
+        if not upload_id:
+            self._call("delete_object", Key=key)
+            return
+
+        def abort() -> None:
+            try:
+                self._fs.call_s3("abort_multipart_upload", Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except Exception as exc:
+                found = _client_error(exc)
+                if found is None or found[0] != "NoSuchUpload":  # already completed or aborted: nothing left
+                    raise
+
+        call_with_retries(lambda: self._translated(abort), **self._retry_options("abort_multipart_upload"))
 
     def _key(self, folder: str, name: str) -> str:
         return f"{self.prefix}/{folder}/{name}" if self.prefix else f"{folder}/{name}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -127,3 +129,27 @@ def test_process_and_retention_on_s3(
     keys = [o["Key"] for o in s3client.list_objects_v2(Bucket=bucket)["Contents"]]
     assert sum(k.endswith(".core.zst") for k in keys) == 1 and sum(k.endswith(".json") for k in keys) == 1
     assert retention(dry_run=False, config_path=str(config))["deleted"] == []
+
+
+def test_retention_removes_what_interrupted_stores_left_behind(
+    prefect_harness: str, agent_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = agent_config()
+    folder = tmp_path / "data" / "coredumps" / "inst"
+    folder.mkdir(parents=True)
+    partial = folder / ".20261120T010203Z_pod_container.core.zst.5e5e5e5e.tmp"  # a store killed midway
+    partial.write_bytes(b"\0" * 4096)
+    day_and_a_half_ago = time.time() - 36 * 3600
+    os.utime(partial, (day_and_a_half_ago, day_and_a_half_ago))
+    writing = folder / ".20261126T010203Z_pod_container.core.zst.77777777.tmp"  # a store writing now
+    writing.write_bytes(b"\0" * 10)
+
+    dry = retention(dry_run=True, config_path=str(config))
+    assert dry["leftovers"] == [{"location": str(partial), "size": 4096}] and partial.exists()
+    real = retention(dry_run=False, config_path=str(config))
+    assert real["leftovers"] == dry["leftovers"]
+    assert not partial.exists() and writing.exists()
+    events = [e for e in rows(config, StorageEvent) if e.location == str(partial)]
+    assert [(e.action, e.status) for e in events] == [("delete", "dry-run"), ("delete", "ok")]
+    assert all("interrupted" in e.reason for e in events)
+    assert retention(dry_run=False, config_path=str(config))["leftovers"] == []

@@ -11,8 +11,9 @@ import lzma
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -431,3 +432,31 @@ def test_a_disk_that_fails_to_flush_fails_the_store_and_leaves_nothing(
     with pytest.raises(StorageUnavailableError, match="Input/output error"):
         storage.store(request(source))
     assert not [path for path in all_files(tmp_path / "store") if is_core_name(path.name)]
+
+
+def test_leftovers_of_interrupted_stores_are_found_once_old_and_removed(
+    storage_factory: Callable[..., LocalStorage], make_core: Callable[..., Path]
+) -> None:
+    storage = storage_factory()
+    stored = Path(storage.store(request(make_core())).location)
+    folder = stored.parent
+    old_tmp = folder / f".{stored.name}.1a2b3c4d.tmp"  # a store killed while it wrote
+    old_claim = folder / ".20250304T050607Z_querynode-0_querynode-2.core.zst.claim"
+    fresh_tmp = folder / f".{stored.name}.99999999.tmp"  # a store writing right now
+    for path in (old_tmp, old_claim, fresh_tmp):
+        path.write_bytes(b"partial")
+    two_days_ago = time.time() - 2 * 86400
+    for path in (old_tmp, old_claim):
+        os.utime(path, (two_days_ago, two_days_ago))
+
+    cutoff = datetime.now(UTC) - timedelta(days=1)
+    found = {Path(info.location) for info in storage.leftovers(cutoff)}
+    assert found == {old_tmp, old_claim}
+    for path in found:
+        storage.remove_leftover(str(path))
+    assert not old_tmp.exists() and not old_claim.exists() and fresh_tmp.exists() and stored.exists()
+    outside = storage.root.parent / "other" / ".x.tmp"
+    for location in (str(stored), str(outside), f"{folder}/../../.x.tmp", "/etc/.passwd.tmp"):
+        with pytest.raises(StorageRejectedError, match="nothing deleted"):
+            storage.remove_leftover(location)
+    assert stored.exists()

@@ -6,7 +6,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -336,3 +336,30 @@ def test_concurrent_stores_of_different_cores_with_one_name_never_share_a_key(
     for index, location in enumerate(locations):
         assert unzstd(fetch(s3client, bucket, location)) == sources[index].read_bytes()
     assert not [key for key in keys(s3client, bucket) if key.endswith(".claim")]
+
+
+def test_claims_and_unfinished_uploads_of_interrupted_stores_are_removed(
+    moto_server: MotoServer, bucket: str, s3client: Any, make_core: Callable[..., Path]
+) -> None:
+    s3 = storage(moto_server.url, bucket)
+    stored = s3.store(request(make_core()))
+    folder = "coredumps/milvus-a"
+    s3client.put_object(Bucket=bucket, Key=f"{folder}/.20250304T050607Z_x_y.core.zst.claim", Body=b"node-9:1:1:1:1")
+    upload = s3client.create_multipart_upload(Bucket=bucket, Key=f"{folder}/20250304T050607Z_x_y.core.zst")
+    s3client.upload_part(Bucket=bucket, Key=f"{folder}/20250304T050607Z_x_y.core.zst", UploadId=upload["UploadId"],
+                         PartNumber=1, Body=b"x" * PART)
+
+    recent = [i.location for i in s3.leftovers(datetime.now(UTC) - timedelta(days=1))]
+    assert not [location for location in recent if "?uploadId=" not in location]  # the claim is recent
+    # (moto dates every multipart upload 2010-11-10, so an upload here is always old enough)
+    found = [info.location for info in s3.leftovers(datetime.now(UTC) + timedelta(minutes=5))]
+    assert sorted(found) == sorted([f"s3://{bucket}/{folder}/.20250304T050607Z_x_y.core.zst.claim",
+                                    f"s3://{bucket}/{folder}/20250304T050607Z_x_y.core.zst?uploadId={upload['UploadId']}"])
+    for location in found:
+        s3.remove_leftover(location)
+    s3.remove_leftover(found[-1])  # already gone: nothing left to do
+    assert not s3client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert keys(s3client, bucket) == sorted([stored.location.removeprefix(f"s3://{bucket}/"),
+                                             stored.sidecar_location.removeprefix(f"s3://{bucket}/")])
+    with pytest.raises(StorageRejectedError, match="nothing deleted"):
+        s3.remove_leftover(stored.location)
