@@ -7,6 +7,7 @@ production); ``viewer_lister(coredump_id)`` lists its running viewers. Both are 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -21,11 +22,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
-from coredump_agent.dashboard.access import COOKIE, TOKEN_ENV, bearer, token_matches
+from coredump_agent.dashboard.access import (
+    COOKIE,
+    SESSION_SECONDS,
+    TOKEN_ENV,
+    bearer,
+    host_is_loopback,
+    session_value,
+    token_matches,
+)
 from coredump_agent.dashboard.charts import bar_chart
 from coredumps import dashboard_queries as q
 from coredumps import viewer as v
 from coredumps.config import Config
+from coredumps.db import CoredumpFile
 from coredumps.errors import CoredumpError
 
 Launcher = Callable[[int, int], Any]
@@ -33,8 +43,20 @@ Launcher = Callable[[int, int], Any]
 ViewerLister = Callable[[int], list[v.Viewer]]
 """``viewer_lister(coredump_id)``: the viewers the cluster runs for that coredump."""
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 PER_PAGE = 25
+MAX_ID = 2**31 - 1
+"""The largest id or page number a query may name (beyond it, a database integer overflows)."""
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+                               "base-uri 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",  # "no-referrer" would make browsers send "Origin: null" with a form
+}
+"""On every response: no framing (click-jacking a launch), no scripts or styles from elsewhere, no sniffing."""
 
 
 class BadQuery(ValueError):
@@ -67,9 +89,18 @@ def _int(params: Mapping[str, str], name: str, default: int | None = None) -> in
     if not text:
         return default
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise BadQuery(f"{name} must be a whole number, got {text!r}") from None
+    if not 0 < value <= MAX_ID:
+        raise BadQuery(f"{name} must be a whole number from 1 to {MAX_ID}, got {text!r}")
+    return value
+
+
+def _launched(params: Mapping[str, str]) -> int | None:
+    """The minutes of a viewer just requested, as the redirect after a launch says; anything else is ignored."""
+    text = params.get("launched", "")
+    return int(text) if text.isdigit() and len(text) <= 4 else None
 
 
 def _float(params: Mapping[str, str], name: str) -> float | None:
@@ -87,9 +118,12 @@ def _date(params: Mapping[str, str], name: str) -> date | None:
     if not text:
         return None
     try:
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError:
         raise BadQuery(f"{name} must be a date like 2026-01-31, got {text!r}") from None
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise BadQuery(f"{name} must be a date from {FIRST_DAY} to {LAST_DAY}, got {text!r}")
+    return value
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -108,9 +142,11 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], *, token: str | Non
     app = FastAPI(title="Milvus coredump agent", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount(f"{base}/static", StaticFiles(directory=HERE / "static"), name="static")
 
+    session = session_value(token) if token else None
+
     def authorised(request: Request) -> bool:
-        given = bearer(request.headers.get("authorization")) or request.cookies.get(COOKIE)
-        return token_matches(token, given)
+        return token_matches(token, bearer(request.headers.get("authorization"))) or token_matches(
+            session, request.cookies.get(COOKIE))
 
     def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("page", "")
@@ -126,11 +162,21 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], *, token: str | Non
         async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
             path = request.url.path
             public = path in (f"{base}/login", "/healthz") or path.startswith(f"{base}/static/")
-            if token and not public and not authorised(request):
+            if not token and not host_is_loopback(request.headers.get("host")):
+                response: Response = PlainTextResponse(
+                    "without a dashboard token this dashboard answers only to 127.0.0.1, ::1 or localhost",
+                    status_code=421)
+            elif token and not public and not authorised(request):
                 if "text/html" in request.headers.get("accept", "") or request.method == "GET":
-                    return render(request, "login.html", status=401, next=path, failed=False)
-                return PlainTextResponse("a dashboard token is required", status_code=401)
-            return await call_next(request)
+                    response = render(request, "login.html", status=401, next=path, failed=False)
+                else:
+                    response = PlainTextResponse("a dashboard token is required", status_code=401)
+            else:
+                response = await call_next(request)
+            response.headers.update(SECURITY_HEADERS)
+            if not path.startswith(f"{base}/static/"):
+                response.headers["Cache-Control"] = "no-store"
+            return response
 
     app.add_middleware(Guard)
 
@@ -155,18 +201,19 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], *, token: str | Non
         target = wanted if wanted.startswith(f"{base}/") and not wanted.startswith("//") else f"{base}/"
         if given is None:
             return render(request, "login.html", next=target, failed=False)
-        if not token:
+        if not token or session is None:
             return problem(request, 400, f"no dashboard token is configured; set {TOKEN_ENV} to use one")
         if not token_matches(token, given):
             return render(request, "login.html", status=401, next=target, failed=True)
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(COOKIE, given, httponly=True, samesite="strict", path=base or "/",
-                            secure=request.url.scheme == "https")
+        response.set_cookie(COOKIE, session, max_age=SESSION_SECONDS, httponly=True, samesite="strict",
+                            path=base or "/", secure=request.url.scheme == "https")
         return response
 
     @app.get(f"{base}/login", response_class=HTMLResponse)
     def login(request: Request) -> Response:
-        return sign_in(request, request.query_params.get("token"), request.query_params.get("next", ""))
+        # The token is taken only from the form's POST: in a URL it would land in history and proxy logs.
+        return sign_in(request, None, request.query_params.get("next", ""))
 
     @app.post(f"{base}/login", response_class=HTMLResponse)
     async def login_form(request: Request) -> Response:
@@ -228,8 +275,10 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], *, token: str | Non
 
     @app.get(f"{base}/coredumps/{{coredump_id}}", response_class=HTMLResponse)
     def coredump(request: Request, coredump_id: int) -> HTMLResponse:
-        with sessions() as s:
-            detail = q.coredump_detail(s, coredump_id)
+        detail = None
+        if 0 < coredump_id <= MAX_ID:
+            with sessions() as s:
+                detail = q.coredump_detail(s, coredump_id)
         if detail is None:
             return problem(request, 404, f"there is no coredump with id {coredump_id}")
         viewers: list[v.Viewer] = []
@@ -245,7 +294,7 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], *, token: str | Non
         breakdown = sorted(((k, val) for k, val in detail.score_breakdown.items() if isinstance(val, int | float)),
                            key=lambda kv: -float(kv[1]))
         return render(request, "coredump.html", page="coredumps", d=detail, run_url=run_url, viewers=viewers,
-                      viewer_error=viewer_error, breakdown=breakdown, launched=request.query_params.get("launched"),
+                      viewer_error=viewer_error, breakdown=breakdown, launched=_launched(request.query_params),
                       can_launch=launcher is not None and vc.enabled, vc=vc)
 
     @app.post(f"{base}/coredumps/{{coredump_id}}/viewer", response_class=HTMLResponse)
@@ -265,10 +314,21 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], *, token: str | Non
             minutes = v.duration_minutes(int(raw), vc)
         except (ValueError, CoredumpError):
             return problem(request, 400, f"minutes must be a whole number from 1 to {vc.max_duration}, got {raw!r}")
+        with sessions() as s:
+            row = s.get(CoredumpFile, coredump_id) if 0 < coredump_id <= MAX_ID else None
+            stored = row is not None and row.stored
+        if row is None:
+            return problem(request, 404, f"there is no coredump with id {coredump_id}")
+        if not stored:
+            return problem(request, 409, f"coredump {coredump_id} is not stored; there is nothing to open")
         try:
             await run_in_threadpool(launcher, coredump_id, minutes)
         except CoredumpError as exc:
             return problem(request, 409, str(exc))
+        except Exception as exc:  # Prefect unreachable, or refusing: say so instead of a bare 500
+            log.warning("could not start a viewer for coredump %s: %s", coredump_id, exc)
+            return problem(request, 502, f"could not ask Prefect to start the viewer ({type(exc).__name__}); "
+                                         "is the Prefect API reachable?")
         return RedirectResponse(f"{base}/coredumps/{coredump_id}?launched={minutes}", status_code=303)
 
     @app.get(f"{base}/groups", response_class=HTMLResponse)

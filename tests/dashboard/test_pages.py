@@ -6,6 +6,9 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import select
+
 from coredumps.db import CoredumpFile
 from tests.dashboard.conftest import BULK, HOSTILE, TOKEN, Filled, Served, stored_id
 
@@ -129,15 +132,18 @@ def test_every_page_needs_the_token_when_one_is_set(dashboard: Callable[..., Ser
         assert refused.status_code == 401 and 'id="token"' in refused.text
         assert d.page(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert d.page(path, headers=AUTH).status_code == 200
-    assert d.page("/login", params={"token": "wrong"}).status_code == 401
-    signed = d.page("/login", params={"token": TOKEN, "next": "/dashboard/groups"})
+    assert d.client.post("/dashboard/login", data={"token": "wrong"}).status_code == 401
+    in_url = d.page("/login", params={"token": TOKEN, "next": "/dashboard/groups"})  # never taken from a URL
+    assert in_url.status_code == 200 and 'id="token"' in in_url.text and "set-cookie" not in in_url.headers
+    signed = d.client.post("/dashboard/login", data={"token": TOKEN, "next": "/dashboard/groups"})
     assert signed.status_code == 303 and signed.headers["location"] == "/dashboard/groups"
-    assert "httponly" in signed.headers["set-cookie"].lower()
+    cookie = signed.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "max-age=43200" in cookie and "samesite=strict" in cookie
+    assert TOKEN.lower() not in cookie, "the cookie proves the token without holding it"
     assert d.page("/groups").status_code == 200, "the cookie signs the browser in"
     d.client.cookies.clear()
-    posted = d.client.post("/dashboard/login", data={"token": TOKEN, "next": "/dashboard/instances"})
-    assert posted.status_code == 303 and posted.headers["location"] == "/dashboard/instances"
-    assert d.page("/instances").status_code == 200
+    d.client.cookies.set("coredump_agent_session", TOKEN)  # the token itself is not a session
+    assert d.page("/groups").status_code == 401
 
 
 def test_without_a_token_pages_are_open_but_launching_is_refused(
@@ -164,3 +170,62 @@ def test_launch_needs_the_token_and_caps_the_duration(dashboard: Callable[..., S
     assert launched == [(cid, 120)]
     assert d.client.post(url, data={"minutes": "soon"}, headers=AUTH).status_code == 400
     assert 'id="launch-viewer"' in d.page(f"/coredumps/{cid}", headers=AUTH).text
+
+
+def test_every_response_forbids_framing_and_foreign_content(dashboard: Callable[..., Served], filled: Filled) -> None:
+    d = dashboard()
+    for response in (d.page("/", headers=AUTH), d.page("/coredumps"), d.page("/static/style.css"),
+                     d.page("/coredumps", params={"min_score": "x"}, headers=AUTH)):
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "same-origin"
+    assert d.page("/", headers=AUTH).headers["cache-control"] == "no-store"
+
+
+def test_without_a_token_only_loopback_names_are_answered(dashboard: Callable[..., Served]) -> None:
+    d = dashboard(token=None)
+    for host in ("127.0.0.1:8082", "localhost", "[::1]:8082"):
+        assert d.page("/", headers={"Host": host}).status_code == 200
+    rebound = d.page("/coredumps", headers={"Host": "rebind.attacker.example:8082"})
+    assert rebound.status_code == 421 and "only to 127.0.0.1" in rebound.text
+    with_token = dashboard()  # a token protects every page whatever the name
+    assert with_token.page("/", headers={**AUTH, "Host": "dashboard.example.com"}).status_code == 200
+
+
+@pytest.mark.parametrize(("path", "params", "status"), [
+    ("/coredumps", {"page": "1000000000000000000000"}, 400),
+    ("/coredumps", {"group": "99999999999999999999"}, 400),
+    ("/coredumps", {"per_page": "-1"}, 400),
+    ("/coredumps", {"until": "9999-12-31"}, 400),
+    ("/coredumps/99999999999999999999", {}, 404),
+    ("/coredumps/-7", {}, 404),
+])
+def test_out_of_range_queries_are_refused_in_one_sentence(
+        dashboard: Callable[..., Served], path: str, params: dict[str, str], status: int) -> None:
+    page = dashboard().page(path, params=params, headers=AUTH)
+    assert page.status_code == status
+    assert "must be" in page.text or "no coredump with id" in page.text
+
+
+def test_a_launch_needs_a_stored_coredump_and_says_when_prefect_cannot_start_it(
+        dashboard: Callable[..., Served], filled: Filled) -> None:
+    launched: list[tuple[int, int]] = []
+    d = dashboard(launcher=lambda cid, minutes: launched.append((cid, minutes)))
+    missing = d.client.post("/dashboard/coredumps/999999/viewer", data={"minutes": "5"}, headers=AUTH)
+    assert missing.status_code == 404
+    with filled.sessions() as session:
+        skipped = session.scalars(select(CoredumpFile.id).where(CoredumpFile.stored.is_(False))).first()
+    unstored = d.client.post(f"/dashboard/coredumps/{skipped}/viewer", data={"minutes": "5"}, headers=AUTH)
+    assert unstored.status_code == 409 and "not stored" in unstored.text
+    assert launched == []
+
+    def unreachable(cid: int, minutes: int) -> None:
+        raise ConnectionRefusedError("connection refused")
+
+    down = dashboard(launcher=unreachable)
+    failed = down.client.post(f"/dashboard/coredumps/{stored_id(filled)}/viewer", data={"minutes": "5"},
+                              headers=AUTH)
+    assert failed.status_code == 502 and "is the Prefect API reachable?" in failed.text
+    odd = d.page(f"/coredumps/{stored_id(filled)}", params={"launched": "9 (approved by admin)"}, headers=AUTH)
+    assert odd.status_code == 200 and 'id="launched"' not in odd.text

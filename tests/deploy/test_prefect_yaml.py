@@ -45,7 +45,7 @@ def deployed(prefect_harness: str, tmp_path_factory: pytest.TempPathFactory) -> 
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    present = [e for e in ENTRIES if _file(e).exists()]
+    present = ENTRIES
     spec = {**SPEC, "deployments": present}
     prefect_file = tmp_path_factory.mktemp("prefect-yaml") / "prefect.yaml"
     prefect_file.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -70,8 +70,7 @@ def deployed(prefect_harness: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=_id)
 def test_each_deployment_is_created_as_declared(entry: dict[str, Any], deployed: dict[str, Any]) -> None:
-    if not _file(entry).exists():
-        pytest.skip(f"{entry['entrypoint']}: {_file(entry).relative_to(REPO)} does not exist yet (another issue)")
+    assert _file(entry).exists(), f"{entry['entrypoint']}: {_file(entry).relative_to(REPO)} does not exist"
     deployment, _ = deployed[_id(entry)]
     assert deployment.entrypoint == entry["entrypoint"]
     assert deployment.work_pool_name == entry["work_pool"]["name"]
@@ -106,16 +105,12 @@ def test_the_schedules_are_daily_retention_hourly_export_and_cleanup_every_minut
 
 
 def test_the_cleanup_pass_schedules_runs_of_a_declared_deployment() -> None:
-    if not (REPO / "flows" / "cleanup.py").exists():
-        pytest.skip("flows/cleanup.py does not exist yet (another issue)")
     from flows.cleanup import INSTANCE_DEPLOYMENT
 
     assert INSTANCE_DEPLOYMENT in {_id(e) for e in ENTRIES}
 
 
 def test_cleanup_is_triggered_by_the_restart_events_the_sensor_emits(deployed: dict[str, Any]) -> None:
-    if "cleanup/cluster" not in deployed:
-        pytest.skip("flows/cleanup.py does not exist yet (another issue)")
     deployment, automations = deployed["cleanup/cluster"]
     (automation,) = automations
     trigger = automation.trigger
