@@ -1,6 +1,9 @@
-"""The coredump viewer's manifests: one short-lived Pod (GDB behind ttyd) and its Service per stored core.
+"""The coredump viewer's manifest: one short-lived Pod (GDB behind ttyd) per stored core.
 
-Pure functions over plain dicts; ``flows/viewer.py`` sends them through ``KubeClient``. A viewer pod
+Pure functions over plain dicts; ``flows/viewer.py`` sends them through ``KubeClient``. The web
+terminal listens on the pod's loopback only: ttyd has no login of its own and GDB's ``shell`` command
+is a shell, so the terminal is reached with ``kubectl port-forward`` and whoever may port-forward to
+pods in the viewer namespace (Kubernetes RBAC) may use it, nobody else. A viewer pod
 is not privileged, mounts no host root and gets exactly one coredump: an init container copies it
 into an ``emptyDir`` (from a read-only ``hostPath`` of that one file for the local and NFS backends,
 or from a short-lived URL for S3) and decompresses it there. ``activeDeadlineSeconds`` ends the pod;
@@ -187,13 +190,14 @@ def build_pod(cfg: ViewerConfig, coredump_id: int, source: ViewerSource, minutes
         "containers": [{
             "name": "gdb",
             "image": cfg.image,
-            "command": ["ttyd", "--writable", "--port", str(cfg.web_terminal_port),
+            "command": ["ttyd", "--writable", "--interface", "lo", "--port", str(cfg.web_terminal_port),
                         "gdb", "-q", "-nx", "-iex", "set auto-load off", "-c", CORE_FILE],
             "env": [{"name": "HOME", "value": "/tmp"}],
-            "ports": [{"name": "terminal", "containerPort": cfg.web_terminal_port, "protocol": "TCP"}],
             "volumeMounts": [{"name": "coredump", "mountPath": CORE_DIR, "readOnly": True},
                              {"name": "tmp", "mountPath": "/tmp"}],
-            "readinessProbe": {"tcpSocket": {"port": cfg.web_terminal_port}, "periodSeconds": 5},
+            # Ready once ttyd listens on 127.0.0.1 (the kubelet cannot reach the pod's loopback itself).
+            "readinessProbe": {"exec": {"command": ["grep", "-qi", f"0100007F:{cfg.web_terminal_port:04X} ",
+                                                    "/proc/net/tcp"]}, "periodSeconds": 5},
             "securityContext": _security(NOBODY),
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "4Gi"}},
         }],
@@ -214,35 +218,15 @@ def build_pod(cfg: ViewerConfig, coredump_id: int, source: ViewerSource, minutes
     }
 
 
-def build_service(cfg: ViewerConfig, coredump_id: int, expires: datetime, namespace: str) -> dict[str, Any]:
-    """The ClusterIP Service in front of the viewer's web terminal."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": viewer_name(coredump_id),
-            "namespace": namespace,
-            "labels": labels(coredump_id),
-            "annotations": {EXPIRES_ANNOTATION: format_time(expires)},
-        },
-        "spec": {
-            "type": "ClusterIP",
-            "selector": labels(coredump_id),
-            "ports": [{"name": "terminal", "port": cfg.web_terminal_port, "targetPort": "terminal",
-                       "protocol": "TCP"}],
-        },
-    }
-
-
-def terminal_url(cfg: ViewerConfig, coredump_id: int, namespace: str) -> str:
-    """The web terminal's address inside the cluster."""
-    return f"http://{viewer_name(coredump_id)}.{namespace}.svc.cluster.local:{cfg.web_terminal_port}/"
+def terminal_url(cfg: ViewerConfig) -> str:
+    """The web terminal's address once ``port_forward_command`` runs on the user's machine."""
+    return f"http://127.0.0.1:{cfg.web_terminal_port}/"
 
 
 def port_forward_command(cfg: ViewerConfig, coredump_id: int, namespace: str) -> str:
-    """The command that makes the terminal reachable at localhost from outside the cluster."""
+    """The command that brings the pod's loopback-only terminal to the user's machine."""
     port = cfg.web_terminal_port
-    return f"kubectl -n {namespace} port-forward service/{viewer_name(coredump_id)} {port}:{port}"
+    return f"kubectl -n {namespace} port-forward pod/{viewer_name(coredump_id)} {port}:{port}"
 
 
 def format_time(moment: datetime) -> str:
@@ -284,7 +268,7 @@ def viewers(pods: Iterable[Mapping[str, Any]], cfg: ViewerConfig) -> list[Viewer
         namespace = str(meta.get("namespace") or "")
         phase = str((pod.get("status") or {}).get("phase") or "Pending")
         found.append(Viewer(str(meta.get("name")), namespace, coredump_id, phase, expires_at(pod),
-                            terminal_url(cfg, coredump_id, namespace)))
+                            terminal_url(cfg)))
     return sorted(found, key=lambda v: (v.expires_at.timestamp() if v.expires_at else float("inf"), v.name))
 
 

@@ -1,9 +1,10 @@
 """viewer: a short-lived GDB web terminal for one stored coredump; reap_viewers: remove expired ones.
 
-``viewer`` creates the Pod and Service that ``coredumps.viewer`` describes in
-``dashboard.viewerNamespace`` and publishes the terminal's address as a link artifact. A viewer that
-already runs for the same coredump is returned as it is. ``reap_viewers`` (scheduled) deletes viewer
-pods and services whose expiry has passed or whose pod has finished.
+``viewer`` creates the Pod that ``coredumps.viewer`` describes in ``dashboard.viewerNamespace`` and
+publishes how to reach its terminal (a ``kubectl port-forward`` to the pod's loopback) as a link
+artifact. A viewer that already runs for the same coredump is returned as it is. ``reap_viewers``
+(scheduled) deletes viewer pods whose expiry has passed or whose pod has finished, and any viewer
+Service left without its pod.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _result(cfg: Config, coredump_id: int, namespace: str, expires: datetime | N
         "coredump_id": coredump_id,
         "name": v.viewer_name(coredump_id),
         "namespace": namespace,
-        "url": v.terminal_url(vc, coredump_id, namespace),
+        "url": v.terminal_url(vc),
         "port_forward": v.port_forward_command(vc, coredump_id, namespace),
         "expires_at": v.format_time(expires) if expires else None,
         "created": created,
@@ -94,7 +95,6 @@ def viewer(coredump_id: int, minutes: int | None = None, config_path: str | None
                 _delete_quietly(kube, namespace, v.viewer_name(coredump_id))
             expires = now + timedelta(minutes=minutes)
             kube.create_pod(namespace, v.build_pod(vc, coredump_id, source, minutes, now, namespace))
-            kube.create_service(namespace, v.build_service(vc, coredump_id, expires, namespace))
             logger.info("viewer %s for coredump %d runs until %s", v.viewer_name(coredump_id), coredump_id,
                         v.format_time(expires))
             result = _result(cfg, coredump_id, namespace, expires, True)
@@ -102,8 +102,8 @@ def viewer(coredump_id: int, minutes: int | None = None, config_path: str | None
         kube.close()
     create_link_artifact(
         link=result["url"], link_text=f"GDB terminal for coredump {coredump_id}", key=f"viewer-{coredump_id}",
-        description=f"Until {result['expires_at']}. From outside the cluster: `{result['port_forward']}`, "
-        f"then open http://localhost:{vc.web_terminal_port}/",
+        description=f"Until {result['expires_at']}. The terminal listens on the pod's loopback only: run "
+        f"`{result['port_forward']}`, then open {result['url']}",
     )
     return result
 

@@ -246,10 +246,6 @@ class KubeClient:
     def delete_pod(self, namespace: str, name: str) -> None:
         self._call(f"delete pod {namespace}/{name}", self._core.delete_namespaced_pod, name, namespace)
 
-    def create_service(self, namespace: str, body: KubeObject) -> KubeObject:
-        return dict(self._call(f"create service in {namespace}", self._core.create_namespaced_service, namespace,
-                               body))
-
     def delete_service(self, namespace: str, name: str) -> None:
         self._call(f"delete service {namespace}/{name}", self._core.delete_namespaced_service, name, namespace)
 

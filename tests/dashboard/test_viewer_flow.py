@@ -20,14 +20,14 @@ def limited_config(filled: Filled, tmp_path: Path, pods: int) -> str:
     return str(_write_config(tmp_path / "viewer.yaml", data, f"dashboard:\n  viewer:\n    maxConcurrentPods: {pods}\n"))
 
 
-def test_viewer_creates_pod_and_service_for_one_stored_core(kube: FakeKubeServer, filled: Filled) -> None:
+def test_viewer_creates_a_pod_reached_only_by_port_forward(kube: FakeKubeServer, filled: Filled) -> None:
     cid = stored_id(filled)
     result = viewer(coredump_id=cid, minutes=15, config_path=str(filled.config_path))
     assert result["created"] is True and result["name"] == f"coredump-viewer-{cid}"
-    assert result["url"] == f"http://coredump-viewer-{cid}.default.svc.cluster.local:7681/"
+    assert result["url"] == "http://127.0.0.1:7681/"
+    assert result["port_forward"] == f"kubectl -n default port-forward pod/coredump-viewer-{cid} 7681:7681"
     pod = kube.get("pods", "default", result["name"])
-    service = kube.get("services", "default", result["name"])
-    assert pod is not None and service is not None
+    assert pod is not None and kube.get("services", "default", result["name"]) is None
     assert pod["spec"]["activeDeadlineSeconds"] == 900
     assert [vol["hostPath"] for vol in pod["spec"]["volumes"] if "hostPath" in vol] == [
         {"path": filled.runs["segv-a"]["location"], "type": "File"}]
@@ -57,9 +57,11 @@ def test_reaper_deletes_expired_viewers_and_keeps_live_ones(kube: FakeKubeServer
     for cid in (live, old):
         viewer(coredump_id=cid, minutes=30, config_path=str(filled.config_path))
     past = v.format_time(datetime.now(UTC) - timedelta(minutes=1))
-    for plural in ("pods", "services"):
-        kube.update(plural, "default", f"coredump-viewer-{old}",
-                    {"metadata": {"annotations": {v.EXPIRES_ANNOTATION: past}}})
+    kube.update("pods", "default", f"coredump-viewer-{old}", {"metadata": {"annotations": {v.EXPIRES_ANNOTATION: past}}})
+    kube.seed([{"apiVersion": "v1", "kind": "Service",  # a viewer Service whose pod is going
+                "metadata": {"name": f"coredump-viewer-{old}", "namespace": "default", "labels": v.labels(old),
+                             "annotations": {v.EXPIRES_ANNOTATION: past}},
+                "spec": {"selector": v.labels(old), "ports": [{"port": 7681}]}}])
     result = reap_viewers(config_path=str(filled.config_path))
     assert result == {"pods": [f"coredump-viewer-{old}"], "services": [f"coredump-viewer-{old}"]}
     assert kube.get("pods", "default", f"coredump-viewer-{old}") is None

@@ -1,7 +1,9 @@
-"""The viewer's Pod and Service manifests: unprivileged, one coredump, bounded lifetime."""
+"""The viewer's Pod manifest: unprivileged, one coredump, bounded lifetime, a terminal on loopback only."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,22 +50,34 @@ def test_pod_is_unprivileged_and_mounts_only_the_one_core_read_only() -> None:
     assert spec["nodeName"] == "worker-1"
     [gdb] = spec["containers"]
     assert gdb["securityContext"]["runAsNonRoot"] is True
-    assert gdb["ports"] == [{"name": "terminal", "containerPort": 7681, "protocol": "TCP"}]
-    assert gdb["command"][:2] == ["ttyd", "--writable"] and "-nx" in gdb["command"]
+    assert "ports" not in gdb, "nothing in the cluster reaches the terminal"
+    assert gdb["command"][:4] == ["ttyd", "--writable", "--interface", "lo"] and "-nx" in gdb["command"]
     assert "zstd" in spec["initContainers"][0]["command"][-1]
 
 
-def test_pod_and_service_carry_labels_and_expiry() -> None:
-    pod = v.build_pod(CFG, 42, LOCAL, 45, NOW, "tools")
-    service = v.build_service(CFG, 42, NOW + timedelta(minutes=45), "tools")
-    for obj in (pod, service):
-        meta = obj["metadata"]
-        assert meta["name"] == "coredump-viewer-42" and meta["namespace"] == "tools"
-        assert meta["labels"] == {"app.kubernetes.io/managed-by": "coredump-agent", "coredump-agent/viewer": "42"}
-        assert meta["annotations"][v.EXPIRES_ANNOTATION] == "2026-03-01T12:45:00Z"
-    assert service["spec"]["selector"] == pod["metadata"]["labels"]
-    assert service["spec"]["ports"][0]["port"] == 7681
-    assert v.terminal_url(CFG, 42, "tools") == "http://coredump-viewer-42.tools.svc.cluster.local:7681/"
+def test_pod_carries_labels_and_expiry_and_is_reached_by_port_forward() -> None:
+    meta = v.build_pod(CFG, 42, LOCAL, 45, NOW, "tools")["metadata"]
+    assert meta["name"] == "coredump-viewer-42" and meta["namespace"] == "tools"
+    assert meta["labels"] == {"app.kubernetes.io/managed-by": "coredump-agent", "coredump-agent/viewer": "42"}
+    assert meta["annotations"][v.EXPIRES_ANNOTATION] == "2026-03-01T12:45:00Z"
+    assert v.port_forward_command(CFG, 42, "tools") == "kubectl -n tools port-forward pod/coredump-viewer-42 7681:7681"
+    assert v.terminal_url(CFG) == "http://127.0.0.1:7681/"
+
+
+def test_readiness_probe_sees_a_listener_on_loopback_and_nothing_else() -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    cfg = ViewerConfig(web_terminal_port=port)
+    [gdb] = v.build_pod(cfg, 42, LOCAL, 45, NOW, "tools")["spec"]["containers"]
+    probe = gdb["readinessProbe"]["exec"]["command"]
+    assert subprocess.run(probe, check=False).returncode == 1, "bound but not listening yet"
+    listener.listen(1)
+    try:
+        assert subprocess.run(probe, check=False).returncode == 0
+    finally:
+        listener.close()
+    assert subprocess.run(probe, check=False).returncode == 1
 
 
 def test_s3_core_is_fetched_by_url_without_host_mounts() -> None:
