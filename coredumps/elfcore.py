@@ -120,8 +120,11 @@ class _Reader:
         self.path = path
 
     def read(self, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes at ``offset``; fewer (or none) where the file ends first."""
+        if offset < 0 or offset >= self.size or length <= 0:
+            return b""
         self.handle.seek(offset)
-        return self.handle.read(length)
+        return self.handle.read(min(length, self.size - offset))
 
 
 def _header(reader: _Reader) -> tuple[int, str, int, int, int, int, str]:
@@ -161,6 +164,11 @@ def _header(reader: _Reader) -> tuple[int, str, int, int, int, int, str]:
 def _segments(
     reader: _Reader, word: int, endian: str, phoff: int, phentsize: int, phnum: int
 ) -> list[tuple[int, Segment]]:
+    needed = 56 if word == 8 else 32
+    if phentsize < needed:
+        raise BadInputError(f"{reader.path}: corrupt ELF header (program header size {phentsize}, not {needed})")
+    if phentsize * phnum > MAX_NOTES_BYTES:
+        raise BadInputError(f"{reader.path}: corrupt ELF header (an implausible {phnum} program headers)")
     table = reader.read(phoff, phentsize * phnum)
     if len(table) < phentsize * phnum or phnum == 0:
         raise BadInputError(f"{reader.path}: cut short before its program headers end; it cannot be analysed")
@@ -261,41 +269,49 @@ def read_core_notes(path: Path) -> CoreNotes:
         raise BadInputError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
     with handle:
         size = os.fstat(handle.fileno()).st_size
-        reader = _Reader(handle, size, path)
-        word, endian, phoff, phentsize, phnum, _e_machine, machine = _header(reader)
-        segments = _segments(reader, word, endian, phoff, phentsize, phnum)
-        loads = [seg for kind, seg in segments if kind == PT_LOAD]
-        expected = max([phoff + phentsize * phnum] + [s.offset + s.filesz for _k, s in segments])
-        notes = CoreNotes(
-            machine=machine, file_size=size, expected_size=expected, segments=loads, word=word, endian=endian
-        )
-        note_segments = [seg for kind, seg in segments if kind == PT_NOTE]
-        if not note_segments:
-            raise BadInputError(f"{path}: has no notes segment; it is not a process coredump")
-        for seg in note_segments:
-            if seg.offset + seg.filesz > size:
-                raise BadInputError(
-                    f"{path}: cut short before its notes end ({size} of at least {seg.offset + seg.filesz} bytes);"
-                    " it cannot be analysed"
-                )
-            if seg.filesz > MAX_NOTES_BYTES:
-                raise BadInputError(f"{path}: its notes segment is implausibly large ({seg.filesz} bytes)")
-            for name, ntype, desc in _iter_notes(reader.read(seg.offset, seg.filesz), endian):
-                if name not in ("CORE", "LINUX"):
-                    continue
-                if ntype == NT_PRSTATUS and name == "CORE":
-                    _parse_prstatus(notes, desc)
-                elif ntype == NT_PRPSINFO:
-                    _parse_prpsinfo(notes, desc)
-                elif ntype == NT_SIGINFO:
-                    _parse_siginfo(notes, desc)
-                elif ntype == NT_FILE:
-                    _parse_file_note(notes, desc)
-                elif ntype == NT_AUXV:
-                    _parse_auxv(notes, desc)
-        if notes.thread_count == 0:
-            raise BadInputError(f"{path}: holds no thread state (no NT_PRSTATUS note); it is not a process coredump")
-        return notes
+        try:
+            return _read_notes(_Reader(handle, size, path))
+        except (struct.error, ValueError, OSError) as exc:  # a field no well-formed core has
+            raise BadInputError(f"{path}: a corrupt ELF core ({type(exc).__name__}: {exc}); it cannot be analysed") \
+                from exc
+
+
+def _read_notes(reader: _Reader) -> CoreNotes:
+    path, size = reader.path, reader.size
+    word, endian, phoff, phentsize, phnum, _e_machine, machine = _header(reader)
+    segments = _segments(reader, word, endian, phoff, phentsize, phnum)
+    loads = [seg for kind, seg in segments if kind == PT_LOAD]
+    expected = max([phoff + phentsize * phnum] + [s.offset + s.filesz for _k, s in segments])
+    notes = CoreNotes(
+        machine=machine, file_size=size, expected_size=expected, segments=loads, word=word, endian=endian
+    )
+    note_segments = [seg for kind, seg in segments if kind == PT_NOTE]
+    if not note_segments:
+        raise BadInputError(f"{path}: has no notes segment; it is not a process coredump")
+    for seg in note_segments:
+        if seg.offset + seg.filesz > size:
+            raise BadInputError(
+                f"{path}: cut short before its notes end ({size} of at least {seg.offset + seg.filesz} bytes);"
+                " it cannot be analysed"
+            )
+        if seg.filesz > MAX_NOTES_BYTES:
+            raise BadInputError(f"{path}: its notes segment is implausibly large ({seg.filesz} bytes)")
+        for name, ntype, desc in _iter_notes(reader.read(seg.offset, seg.filesz), endian):
+            if name not in ("CORE", "LINUX"):
+                continue
+            if ntype == NT_PRSTATUS and name == "CORE":
+                _parse_prstatus(notes, desc)
+            elif ntype == NT_PRPSINFO:
+                _parse_prpsinfo(notes, desc)
+            elif ntype == NT_SIGINFO:
+                _parse_siginfo(notes, desc)
+            elif ntype == NT_FILE:
+                _parse_file_note(notes, desc)
+            elif ntype == NT_AUXV:
+                _parse_auxv(notes, desc)
+    if notes.thread_count == 0:
+        raise BadInputError(f"{path}: holds no thread state (no NT_PRSTATUS note); it is not a process coredump")
+    return notes
 
 
 def _build_id_from_elf_image(read: object, word: int, endian: str) -> str | None:

@@ -70,6 +70,11 @@ def _bad_inputs(tmp: Path, crash_cores: CoreFactory) -> dict[str, tuple[Path, st
     corrupt.write_bytes(packed[: len(packed) // 2])
     fifo = tmp / "fifo.core"
     os.mkfifo(fifo)
+    header = bytearray(core.read_bytes()[:64])
+    no_entry_size = tmp / "phentsize.core"  # e_phentsize 0: a program header of no bytes
+    no_entry_size.write_bytes(bytes(header[:54]) + b"\0\0" + bytes(header[56:]) + core.read_bytes()[64:])
+    far = tmp / "phoff.core"  # e_phoff 2**62: program headers far beyond the file and any seek
+    far.write_bytes(bytes(header[:32]) + (2**62).to_bytes(8, "little") + bytes(header[40:]) + core.read_bytes()[64:])
     return {
         "empty": (empty, "is empty"),
         "random": (random_bytes, "not an ELF core file"),
@@ -79,11 +84,14 @@ def _bad_inputs(tmp: Path, crash_cores: CoreFactory) -> dict[str, tuple[Path, st
         "directory": (tmp, "is a directory"),
         "fifo": (fifo, "not a regular file"),
         "missing": (tmp / "no-such-core", "no such file"),
+        "phentsize-0": (no_entry_size, "corrupt ELF header (program header size 0, not 56)"),
+        "phoff-huge": (far, "cut short before its program headers end"),
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["empty", "random", "text", "cut-before-notes", "corrupt-zst", "directory", "fifo", "missing"]
+    "case", ["empty", "random", "text", "cut-before-notes", "corrupt-zst", "directory", "fifo", "missing",
+             "phentsize-0", "phoff-huge"]
 )
 def test_bad_input_is_one_clear_line_and_exit_2(case: str, tmp_path: Path, crash_cores: CoreFactory) -> None:
     path, expected = _bad_inputs(tmp_path, crash_cores)[case]
