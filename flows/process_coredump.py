@@ -101,7 +101,11 @@ def process_coredump(
     score = t.score(sessions, claim.coredump_id, diagnosis, facts, corr, cfg)
     logger.info(breakdown_line(score, path, cfg.agent.log_language))
     _stop_if_cancelled(sessions, claim.coredump_id)
-    ai_note = t.ai_analysis(sessions, claim.coredump_id, diagnosis, group, corr, score, cfg).text
+    try:
+        ai_note = t.ai_analysis(sessions, claim.coredump_id, diagnosis, group, corr, score, cfg).text
+    except Exception as exc:  # the write-up is optional: its failure never keeps a core from being stored
+        logger.warning("the AI analysis failed (%s); the core goes on without it", type(exc).__name__)
+        ai_note = f"failed: {type(exc).__name__}"
 
     threshold = cfg.analyzer.value_threshold
     if score.total < threshold:

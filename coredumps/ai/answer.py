@@ -125,7 +125,7 @@ def _find_object(text: str) -> dict[str, Any]:
     last_error = ""
     for candidate in candidates:
         try:
-            value = json.loads(candidate)
+            value = loads_untrusted(candidate)
         except ValueError as exc:
             last_error = _describe_json_error(exc)
             continue
@@ -137,6 +137,8 @@ def _find_object(text: str) -> dict[str, Any]:
             break
         try:
             value, _ = decoder.raw_decode(text, match.start())
+        except RecursionError:
+            continue
         except ValueError as exc:
             last_error = last_error or _describe_json_error(exc)
             continue
@@ -147,6 +149,14 @@ def _find_object(text: str) -> dict[str, Any]:
     if last_error:
         raise AIAnswerError(f"the reply holds no valid JSON object with the asked fields ({last_error})", text)
     raise AIAnswerError("the reply's JSON has none of the asked fields (summary, rootCause, ...)", text)
+
+
+def loads_untrusted(text: str) -> Any:
+    """``json.loads`` for what an endpoint or a model sent: nesting too deep for Python is a ValueError too."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _describe_json_error(exc: ValueError) -> str:

@@ -11,7 +11,6 @@ the key or the prompt. Errors map onto the project's tree:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -25,7 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from coredumps.ai.answer import AIAnswerError, clean_text
+from coredumps.ai.answer import AIAnswerError, clean_text, loads_untrusted
 from coredumps.ai.redact import Redactor, redactor_for
 from coredumps.ai.secrets import key_env_name, key_hint
 from coredumps.config import AIAnalysisConfig, url_problem
@@ -190,7 +189,7 @@ class ChatClient:
     def _completion(self, content: bytes) -> Completion:
         raw = content.decode("utf-8", errors="replace")
         try:
-            data = json.loads(raw)
+            data = loads_untrusted(raw)
         except ValueError:
             raise AIAnswerError("the endpoint's reply is not JSON, so not a chat completion", raw) from None
         if not isinstance(data, dict):
@@ -270,7 +269,7 @@ def _count(usage: Any, name: str) -> int | None:
 def _error_fields(content: bytes) -> tuple[str, str]:
     """(code, message) of an OpenAI- or GLM-shaped error body; empty strings when absent."""
     try:
-        data = json.loads(content.decode("utf-8", errors="replace"))
+        data = loads_untrusted(content.decode("utf-8", errors="replace"))
     except ValueError:
         return "", ""
     error = data.get("error") if isinstance(data, dict) else None

@@ -87,6 +87,7 @@ BAD = [
     ("wrong list type", '{"summary": "s", "recommendations": 5}', "'recommendations' must be a list"),
     ("bad confidence", '{"summary": "s", "confidence": "high"}', "'confidence' must be a number"),
     ("boolean confidence", '{"summary": "s", "confidence": true}', "'confidence' must be a number"),
+    ("nested too deeply", '{"summary": ' + "[" * 200_000 + "]" * 200_000 + "}", "no valid JSON object"),
 ]
 
 

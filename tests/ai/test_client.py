@@ -242,7 +242,9 @@ def test_a_refused_connection_is_unavailable(make_client: MakeClient) -> None:
 
 
 @pytest.mark.parametrize(("body", "reason"), [(b"<html>gateway</html>", "not JSON"),
-                                              ({"object": "list", "data": []}, "no choices")])
+                                              ({"object": "list", "data": []}, "no choices"),
+                                              (b'{"choices": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+                                               "not JSON")])
 def test_a_200_that_is_not_a_chat_completion(llm: FakeLLM, make_client: MakeClient, body: object,
                                              reason: str) -> None:
     llm.default = Reply(body=body)  # type: ignore[arg-type]

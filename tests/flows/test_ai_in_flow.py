@@ -14,7 +14,7 @@ from coredumps.db import AIAnalysisResult
 from flows.process_coredump import process_coredump
 from tests.conftest import CoreFactory, run_cli
 from tests.flows.test_process_coredump import rows
-from tests.llmfake.server import FakeLLM, good, server_error
+from tests.llmfake.server import FakeLLM, Reply, good, server_error
 
 KEY = "sk-test-key-0123456789abcdef"
 
@@ -79,6 +79,18 @@ def test_llm_failure_never_fails_the_run(
     assert result["stored"] is True and result["score"] is not None
     [row] = rows(config, AIAnalysisResult)
     assert row.status == "failed" and "500" in (row.error or "")
+
+
+def test_a_reply_nested_too_deeply_for_python_is_a_failed_analysis_and_the_core_is_stored(
+    prefect_harness: str, crash_cores: CoreFactory, agent_config: Callable[..., Path], tmp_path: Path, llm: FakeLLM
+) -> None:
+    config = ai_config(agent_config, llm)
+    llm.default = Reply(body=b'{"choices": ' + b"[" * 200_000 + b"]" * 200_000 + b"}")
+    core, exe = crash_cores("segv", tag="ai-deep")
+    result = process(core, tmp_path, "deep", config, exe)
+    assert result["stored"] is True and result["error"] is None
+    [row] = rows(config, AIAnalysisResult)
+    assert row.status == "failed" and "not JSON" in (row.error or "")
 
 
 def test_missing_key_is_a_skipped_analysis(
