@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coredump_agent.commands.args import positive_int
 from coredump_agent.prefect_env import apply_defaults
+from coredumps.errors import ConfigError
 
 if TYPE_CHECKING:
     from coredumps.config import Config
@@ -95,10 +100,47 @@ class _Cached:
         return self.value
 
 
+def _check_folder(folder: Path) -> None:
+    """The watched folder exists (created if missing) and is a folder; else one sentence naming the key."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"collector.coredumpPath: {folder} exists and is not a folder") from None
+    except OSError as exc:
+        raise ConfigError(f"collector.coredumpPath: {folder} cannot be created: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _port(key: str, port: int) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"{key}: port {port} is in use by another process; stop it or choose another port") \
+                from None
+        raise ConfigError(f"{key}: cannot listen on port {port}: {exc.strerror or exc}") from None
+
+
+sensor_stopped = threading.Event()
+"""Set when the watcher ended because it was asked to stop, not because it failed."""
+
+
+def _watch(sensor: Any, stop: threading.Event, ready: threading.Event) -> None:
+    """The watcher thread: a failure is one logged line (its traceback with -v), and the command exits."""
+    try:
+        sensor.run(stop, ready)
+    except Exception as exc:
+        log.error("the folder watcher failed: %s: %s", type(exc).__name__, exc)
+        log.debug("the folder watcher failed", exc_info=True)
+    else:
+        sensor_stopped.set()
+
+
 def run(args: argparse.Namespace) -> int:
     from coredump_agent.commands.args import configured
 
     cfg = configured(args)
+    _check_folder(Path(cfg.collector.coredump_path))
     apply_defaults()
     from coredumps.db.engine import init_db
     from coredumps.records import stored_bytes
@@ -123,10 +165,12 @@ def run(args: argparse.Namespace) -> int:
         "database": _Cached(_database_check(cfg)),
         "prefect": _Cached(_prefect_check),
     }
-    health = HealthServer(cfg.agent.health_port, checks)
+    with _port("agent.healthPort", cfg.agent.health_port):
+        health = HealthServer(cfg.agent.health_port, checks)
     health.start()
     if cfg.monitor.prometheus_enabled:
-        start_metrics(cfg.agent.metrics_port)
+        with _port("agent.metricsPort", cfg.agent.metrics_port):
+            start_metrics(cfg.agent.metrics_port)
 
     deployment_id = None
     while deployment_id is None and not stop.is_set():
@@ -189,9 +233,14 @@ def run(args: argparse.Namespace) -> int:
         detected.setdefault(entry.flow_run_id, entry.detected_at)
     runner_thread = threading.Thread(target=runner.run, args=(stop,), name="runner", daemon=True)
     runner_thread.start()
-    watcher = threading.Thread(target=sensor.run, args=(stop, ready), name="sensor", daemon=True)
+    watcher = threading.Thread(target=_watch, args=(sensor, stop, ready), name="sensor", daemon=True)
     watcher.start()
-    ready.wait()
+    while not ready.wait(0.5):
+        if not watcher.is_alive():  # failed before its first sweep ended (the reason is logged), or stopped
+            stop.set()
+            runner_thread.join(timeout=60)
+            health.stop()
+            return 0 if sensor_stopped.is_set() else 1
     log.info("sensor ready on node %s: watching %s; health on :%d, metrics on :%d", node, sensor.folder,
              health.port, cfg.agent.metrics_port)
     while not stop.wait(0.5):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CoreFactory
+from tests.conftest import CLI, CoreFactory
 from tests.sensor.conftest import Node, PrefectServer, http_status, wait_for
 
 
@@ -139,3 +141,28 @@ def test_a_prefect_outage_delays_cores_but_loses_none(tmp_path: Path, crash_core
     finally:
         node.sensor.stop()
         server.stop()
+
+
+@pytest.mark.parametrize("case", ["folder-is-a-file", "health-port-in-use"])
+def test_a_setup_that_cannot_work_is_refused_in_one_sentence(tmp_path: Path, case: str) -> None:
+    watched = tmp_path / "watched"
+    busy = socket.socket()
+    busy.bind(("0.0.0.0", 0))  # where the health server binds
+    busy.listen(1)
+    if case == "folder-is-a-file":
+        watched.write_text("not a folder\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"agent:\n  dataDir: {tmp_path / 'data'}\n  healthPort: {busy.getsockname()[1]}\n"
+                      f"collector:\n  coredumpPath: {watched}\n")
+    try:
+        result = subprocess.run([*CLI, "--config", str(config), "sensor"], capture_output=True, text=True,
+                                timeout=120, check=False,
+                                env={**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"})
+    finally:
+        busy.close()
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    expected = {"folder-is-a-file": f"collector.coredumpPath: {watched} exists and is not a folder",
+                "health-port-in-use": "agent.healthPort: port"}[case]
+    assert expected in lines[0]
