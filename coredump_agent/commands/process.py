@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from coredump_agent.commands.args import utf8_text
 from coredump_agent.prefect_env import apply_defaults
+from coredumps.inputs import check_regular_file
 
 FIELDS = ("coredump_id", "score", "stored", "location", "skip_reason", "duplicate", "flow_run_id")
 
@@ -35,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from coredump_agent.commands.args import configured
 
     configured(args)  # fail fast on a bad config, before Prefect starts
+    check_regular_file(Path(args.core))  # and on a path that is not a core file, before a run is made of it
+    if not args.verbose:  # the result below says what went wrong; Prefect's own tracebacks only with -v
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     apply_defaults()
     from flows.process_coredump import process_coredump
 

@@ -292,3 +292,18 @@ def test_a_correlated_core_counts_for_its_instance_unless_a_restart_event_covers
     second = copy_core(core, tmp_path / "p2" / "core")
     run(second, config, exe=str(exe), pod="milvus/qn-1", container="querynode", instance="rel")
     assert sorted(r.pod_name for r in rows(config, RestartEvent)) == ["qn-0", "qn-1"]
+
+
+@pytest.mark.parametrize("case", ["missing", "directory"])
+def test_cli_process_refuses_what_is_not_a_core_file_before_any_run(
+    prefect_harness: str, agent_config: Callable[..., Path], tmp_path: Path, case: str
+) -> None:
+    from tests.conftest import run_cli
+
+    config = agent_config()
+    path = tmp_path / "no-such-core" if case == "missing" else tmp_path
+    result = run_cli("--config", str(config), "process", str(path), env={"PREFECT_API_URL": prefect_harness})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"coredump-agent: error: {path}: " + ("no such file" if case == "missing" else "is a directory, not a core file")]
+    assert not (tmp_path / "data").exists(), "no run, no database, nothing written"
