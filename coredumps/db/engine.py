@@ -57,6 +57,15 @@ def parse_url(url: str) -> URL:
     raise ConfigError(f"database.url: database {driver!r} is not supported; {_EXAMPLES}.")
 
 
+_SECRET_QUERY_KEYS = ("pass", "secret", "token", "key")
+
+
+def shown_url(url: URL) -> str:
+    """The URL for a message: its password hidden, and so is any query parameter that holds a secret."""
+    hidden = {name: "***" for name in url.query if any(word in name.lower() for word in _SECRET_QUERY_KEYS)}
+    return url.update_query_dict(hidden).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
 def make_engine(url: str, busy_timeout: float = 30.0) -> Engine:
     """An engine for ``url``; raises ``ConfigError`` for a URL it cannot use."""
     if busy_timeout < 0:
@@ -68,7 +77,7 @@ def make_engine(url: str, busy_timeout: float = 30.0) -> Engine:
         _create_parent_folder(parsed)
         engine = create_engine(parsed, pool_pre_ping=True, connect_args={"timeout": busy_timeout})
     except (ArgumentError, NoSuchModuleError, ImportError, TypeError) as exc:
-        shown = parsed.render_as_string(hide_password=True)
+        shown = shown_url(parsed)
         raise ConfigError(f"database.url: {shown} cannot be used: {exc}.") from exc
     _install_sqlite_hooks(engine, busy_timeout)
     return engine
@@ -130,7 +139,7 @@ def _connect(engine: Engine) -> Connection:
     try:
         return engine.connect()
     except DBAPIError as exc:
-        shown = engine.url.render_as_string(hide_password=True)
+        shown = shown_url(engine.url)
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "unknown error"
         if isinstance(exc, OperationalError):
             raise TransientError(f"database: cannot connect to {shown}: {reason}; check database.url.") from exc

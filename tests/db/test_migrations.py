@@ -167,14 +167,16 @@ def test_postgres_urls_use_psycopg_3(url: str) -> None:
     assert parse_url(url).drivername == "postgresql+psycopg"
 
 
-def test_unreachable_database_raises_transient_error_without_the_password() -> None:
-    url = "postgresql://milvus:hunter2@127.0.0.1:1/coredumps?connect_timeout=2"
-
+@pytest.mark.parametrize("url", ["postgresql://milvus:hunter2@127.0.0.1:1/coredumps?connect_timeout=2",
+                                 "postgresql://milvus@127.0.0.1:1/coredumps?connect_timeout=2&password=hunter2",
+                                 "postgresql://milvus@127.0.0.1:1/coredumps?connect_timeout=2&sslpassword=hunter2"])
+def test_unreachable_database_raises_transient_error_without_the_password(url: str) -> None:
     with pytest.raises(TransientError) as caught:
         upgrade(url)
 
     assert "database: cannot connect to" in str(caught.value)
     assert "hunter2" not in str(caught.value)
+    assert "connect_timeout=2" in str(caught.value), "only what holds a secret is hidden"
 
 
 def test_connection_option_the_driver_refuses_raises_config_error() -> None:
