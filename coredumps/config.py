@@ -153,7 +153,11 @@ class AIPricing(Section):
 
 def url_problem(url: str) -> str | None:
     """Why ``url`` cannot be an http(s) endpoint of ours, in words that never repeat its credentials."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        return "the value is not a URL"
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         shown = f"{parts.scheme}://{parts.hostname}" if parts.hostname else "the value"
         return f"{shown} is not an http(s) URL"
@@ -219,7 +223,7 @@ class AnalyzerConfig(Section):
     )
     gdb_path: str = Field(_LAUNCH.gdb_path, description="GDB executable.")
     gdb_timeout: Duration = Field(
-        DEFAULT_TIMEOUT, description="Hard wall-clock limit for one GDB run; GDB is killed after it."
+        DEFAULT_TIMEOUT, gt=0, description="Hard wall-clock limit for one GDB run; GDB is killed after it."
     )
     gdb_memory_limit: Size = Field(
         _LAUNCH.memory_limit,
@@ -260,6 +264,13 @@ class S3Config(Section):
     endpoint: str = Field("", description="Endpoint URL for S3-compatible stores (MinIO, Ceph); empty is AWS.")
     prefix: str = Field("coredumps", description="Key prefix under which objects are written.")
     multipart_chunk_size: Size = Field(16 * 2**20, description="Part size of multipart uploads (16MiB).")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value.strip() and (problem := url_problem(value.strip())):
+            raise ValueError(problem)
+        return value
 
 
 class StorageConfig(Section):

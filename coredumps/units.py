@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)\s*$", re.IGNORECASE)
+MAX_DURATION = 10 * 365 * 86400.0
+"""Ten years: longer is a mistake (and overflows the clocks it is added to)."""
+MAX_SIZE = 2**60
+"""An exbibyte: larger is a mistake."""
 _SIZE_UNITS = {
     "": 1, "b": 1,
     "k": 10**3, "kb": 10**3, "kib": 2**10, "ki": 2**10,
@@ -32,8 +37,12 @@ def parse_duration(value: str | int | float) -> float:
             if not parts or "".join(n + u for n, u in parts) != text:
                 raise ValueError(f"'{value}' is not a duration; use e.g. 30s, 5m, 1h30m or 7d")
             seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if math.isnan(seconds):
+        raise ValueError(f"'{value}' is not a duration; use e.g. 30s, 5m, 1h30m or 7d")
     if seconds < 0:
         raise ValueError(f"'{value}' is negative; a duration must be zero or more")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"'{value}' is longer than ten years; use a realistic duration")
     return seconds
 
 
@@ -48,8 +57,12 @@ def parse_size(value: str | int | float) -> int:
         if not match:
             raise ValueError(f"'{value}' is not a size; use e.g. 512MB, 2GB or 1GiB")
         size = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if math.isnan(size):
+        raise ValueError(f"'{value}' is not a size; use e.g. 512MB, 2GB or 1GiB")
     if size < 0:
         raise ValueError(f"'{value}' is negative; a size must be zero or more")
+    if size > MAX_SIZE:
+        raise ValueError(f"'{value}' is larger than an exbibyte; use a realistic size")
     return int(size)
 
 

@@ -88,6 +88,16 @@ def test_config_path_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
         ("- just a list\n", "the top level must be a mapping"),
         ("analyzer: {gdbTimeout: 5m\n", "not valid YAML"),
         ("analyzer:\n  aiAnalysis:\n    redactPatterns: ['(unclosed']\n", "is not a valid regular expression"),
+        ("analyzer:\n  gdbMemoryLimit: .inf\n", "analyzer.gdbMemoryLimit: 'inf' is larger than an exbibyte"),
+        ("storage:\n  maxStorageSize: .nan\n", "storage.maxStorageSize: 'nan' is not a size"),
+        ("analyzer:\n  gdbTimeout: .inf\n", "analyzer.gdbTimeout: 'inf' is longer than ten years"),
+        ("analyzer:\n  gdbTimeout: 99999999999999d\n", "analyzer.gdbTimeout: '99999999999999d' is longer than ten"),
+        ("analyzer:\n  gdbTimeout: .nan\n", "analyzer.gdbTimeout: 'nan' is not a duration"),
+        ("analyzer:\n  gdbTimeout: 0s\n", "analyzer.gdbTimeout: Input should be greater than 0"),
+        ("storage:\n  s3:\n    endpoint: http://user:s3cr3t@minio:9000\n",
+         "storage.s3.endpoint: the URL must not hold credentials"),
+        ("storage:\n  s3:\n    endpoint: not a url\n", "storage.s3.endpoint: the value is not an http(s) URL"),
+        ("analyzer:\n  aiAnalysis:\n    baseURL: 'http://[::1/v1'\n", "analyzer.aiAnalysis.baseURL: the value is not a URL"),
     ],
 )
 def test_bad_value_names_its_key_and_reason(tmp_path: Path, text: str, message: str) -> None:
@@ -97,6 +107,7 @@ def test_bad_value_names_its_key_and_reason(tmp_path: Path, text: str, message: 
         load_config(path)
     assert message in str(info.value)
     assert str(path) in str(info.value)
+    assert "s3cr3t" not in str(info.value)
 
 
 @pytest.mark.parametrize(
