@@ -166,6 +166,13 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+def _endpoint_url(value: str) -> str:
+    """An optional endpoint URL (empty: the default one) that ``url_problem`` finds nothing wrong with."""
+    if value.strip() and (problem := url_problem(value.strip())):
+        raise ValueError(problem)
+    return value
+
+
 class AIAnalysisConfig(Section):
     enabled: bool = Field(False, description="Ask an LLM for a root-cause write-up of kept coredumps.")
     provider: Literal["glm", "openai", "openai-compatible"] = Field("glm", description="Which API shape and key.")
@@ -196,9 +203,7 @@ class AIAnalysisConfig(Section):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        if value.strip() and (problem := url_problem(value.strip())):
-            raise ValueError(problem)
-        return value
+        return _endpoint_url(value)
 
     @model_validator(mode="after")
     def _endpoint_known(self) -> AIAnalysisConfig:
@@ -268,9 +273,7 @@ class S3Config(Section):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str) -> str:
-        if value.strip() and (problem := url_problem(value.strip())):
-            raise ValueError(problem)
-        return value
+        return _endpoint_url(value)
 
 
 class StorageConfig(Section):
