@@ -9,6 +9,7 @@ line can start the load first and read its config while GDB works.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,11 +25,15 @@ if TYPE_CHECKING:
 
 def gdb_launch(cfg: AnalyzerConfig, index_cache: str = "") -> GdbLaunch:
     """How the analyzer config starts GDB and loads a core; ``index_cache``: GDB's index cache folder, if any."""
-    return GdbLaunch(
+    return GdbLaunch(  # GDB runs in a folder of its own: relative paths are made absolute here
         gdb_path=cfg.gdb_path, memory_limit=cfg.gdb_memory_limit, debuginfod_urls=tuple(cfg.debuginfod_urls),
-        executable=cfg.executable, sysroot=cfg.sysroot, solib_search_path=tuple(cfg.solib_search_path),
-        index_cache=index_cache,
+        executable=_absolute(cfg.executable), sysroot=_absolute(cfg.sysroot),
+        solib_search_path=tuple(_absolute(folder) for folder in cfg.solib_search_path), index_cache=index_cache,
     )
+
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(path) if path else path
 
 
 def resolve_executable(
@@ -40,7 +45,7 @@ def resolve_executable(
         path = Path(exe)
         if not path.is_file():
             raise BadInputError(f"{exe}: the executable given with --exe does not exist or is not a file")
-        return str(path)
+        return str(path.absolute())
     if launch.executable:
         return launch.executable
     recorded = notes.executable

@@ -153,3 +153,10 @@ def test_bad_config_value_fails_at_start_with_key_path(crash_cores: CoreFactory,
 def test_every_command_has_help(command: list[str]) -> None:
     result = run_cli(*command, "--help")
     assert result.returncode == 0 and "usage: coredump-agent" in result.stdout
+
+
+def test_a_relative_exe_is_found_from_the_current_folder(crash_cores: CoreFactory) -> None:
+    core, exe = crash_cores("segv")
+    result = run_cli("analyze", str(core), "--exe", exe.name, cwd=exe.parent)
+    assert result.returncode == 0, result.stderr
+    assert "in segment_rows at" in result.stdout and "No such file" not in result.stderr
