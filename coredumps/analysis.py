@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coredumps.core_load import Loading, gdb_launch
+from coredumps.core_load import Loading, gdb_launch, notes_of
 from coredumps.diagnosis import Diagnosis, Frame, Library, ThreadStack
-from coredumps.elfcore import CoreNotes, read_core_notes
+from coredumps.elfcore import CoreNotes
 from coredumps.gdb import GdbSession, MIResult
 from coredumps.inputs import plain_core
 from coredumps.reasons import CrashFacts, describe_crash, go_panic
@@ -231,7 +231,7 @@ def analyze_notes_only(path: Path, cfg: AnalyzerConfig, scratch_dir: Path | None
     signature groups by executable and signal alone.
     """
     with plain_core(path, scratch_dir) as (core, compression):
-        notes = read_core_notes(core)
+        notes = notes_of(path, core)
     warnings = ["GDB analysis is off (analyzer.enableGdbAnalysis); only the core's ELF notes were read"]
     if notes.truncated:
         warnings.append(f"the core is truncated ({notes.file_size} of {notes.expected_size} bytes)")

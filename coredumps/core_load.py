@@ -36,6 +36,16 @@ def _absolute(path: str) -> str:
     return os.path.abspath(path) if path else path
 
 
+def notes_of(path: Path, core: Path) -> CoreNotes:
+    """The notes of ``core``, the plain form of ``path``; a complaint about a scratch copy names ``path``."""
+    try:
+        return read_core_notes(core)
+    except BadInputError as exc:
+        if core == path:
+            raise
+        raise BadInputError(str(exc).replace(str(core), f"{path} (once decompressed)")) from exc
+
+
 def resolve_executable(
     notes: CoreNotes, exe: str | None, launch: GdbLaunch, build_ids: dict[str, str], warnings: list[str]
 ) -> str | None:
@@ -91,7 +101,7 @@ class Loading:
             # GDB starts first: its start-up overlaps reading the notes and finding the executable.
             self.gdb = GdbSession.start(launch, timeout)
         try:
-            self.notes = read_core_notes(core)
+            self.notes = notes_of(path, core)
             self.file_size = path.stat().st_size
             self.warnings: list[str] = []
             if self.notes.truncated:

@@ -177,8 +177,8 @@ def plain_core(path: Path, scratch_dir: Path | None = None) -> Iterator[tuple[Pa
         yield path, kind
         return
     directory = scratch_dir or Path(tempfile.gettempdir())
-    directory.mkdir(parents=True, exist_ok=True)
     try:
+        directory.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="core-", suffix=".scratch", dir=directory)
     except OSError as exc:
         raise BadInputError(f"{path}: cannot create a scratch file in {directory}: {exc.strerror or exc}") from exc

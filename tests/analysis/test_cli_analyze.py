@@ -70,6 +70,9 @@ def _bad_inputs(tmp: Path, crash_cores: CoreFactory) -> dict[str, tuple[Path, st
     corrupt.write_bytes(packed[: len(packed) // 2])
     fifo = tmp / "fifo.core"
     os.mkfifo(fifo)
+    not_a_core = tmp / "core.junk.zst"  # a good zstd archive of something that is not a core
+    not_a_core.write_bytes(subprocess.run(["zstd", "-c"], input=os.urandom(8192), capture_output=True,
+                                          check=True).stdout)
     header = bytearray(core.read_bytes()[:64])
     no_entry_size = tmp / "phentsize.core"  # e_phentsize 0: a program header of no bytes
     no_entry_size.write_bytes(bytes(header[:54]) + b"\0\0" + bytes(header[56:]) + core.read_bytes()[64:])
@@ -86,12 +89,13 @@ def _bad_inputs(tmp: Path, crash_cores: CoreFactory) -> dict[str, tuple[Path, st
         "missing": (tmp / "no-such-core", "no such file"),
         "phentsize-0": (no_entry_size, "corrupt ELF header (program header size 0, not 56)"),
         "phoff-huge": (far, "cut short before its program headers end"),
+        "zst-not-a-core": (not_a_core, "core.junk.zst (once decompressed): not an ELF core file"),
     }
 
 
 @pytest.mark.parametrize(
     "case", ["empty", "random", "text", "cut-before-notes", "corrupt-zst", "directory", "fifo", "missing",
-             "phentsize-0", "phoff-huge"]
+             "phentsize-0", "phoff-huge", "zst-not-a-core"]
 )
 def test_bad_input_is_one_clear_line_and_exit_2(case: str, tmp_path: Path, crash_cores: CoreFactory) -> None:
     path, expected = _bad_inputs(tmp_path, crash_cores)[case]
