@@ -39,6 +39,15 @@ def _exit_code(exc: BaseException) -> int:
     return EXIT_FAILURE
 
 
+def _prefect_unreachable(exc: BaseException) -> str | None:
+    """The sentence for a Prefect API that cannot be reached (Prefect raises a bare RuntimeError), else None."""
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and text.startswith("Failed to reach API at "):
+        url = text.removeprefix("Failed to reach API at ").split()[0]
+        return f"the Prefect API at {url} cannot be reached; start it or set PREFECT_API_URL to a running server"
+    return None
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
@@ -113,18 +122,22 @@ def main(argv: Sequence[str] | None = None, early_gdb: Any = None) -> int:
         sys.stderr.write("coredump-agent: interrupted\n")
         return 130
     except CoredumpError as exc:
-        message = str(exc)
-        if getattr(args, "json", False):
-            emit_json({"error": message, "kind": type(exc).__name__})
-        sys.stderr.write(f"coredump-agent: error: {message}\n")
-        return _exit_code(exc)
-    except Exception as exc:  # a bug: one line for the user, the traceback with -v
+        return _failed(args, str(exc), type(exc).__name__, _exit_code(exc))
+    except Exception as exc:
+        if (unreachable := _prefect_unreachable(exc)) is not None:
+            return _failed(args, unreachable, "PrefectUnavailable", EXIT_UNAVAILABLE)
+        # a bug: one line for the user, the traceback with -v
         logging.getLogger("coredump_agent").debug("unexpected error", exc_info=True)
         message = f"unexpected {type(exc).__name__}: {exc} (run with -v for details)"
-        if getattr(args, "json", False):
-            emit_json({"error": message, "kind": "InternalError"})
-        sys.stderr.write(f"coredump-agent: error: {message}\n")
-        return EXIT_FAILURE
+        return _failed(args, message, "InternalError", EXIT_FAILURE)
+
+
+def _failed(args: argparse.Namespace, message: str, kind: str, code: int) -> int:
+    """The error in one line on stderr (and as JSON on stdout with --json); the exit status."""
+    if getattr(args, "json", False):
+        emit_json({"error": message, "kind": kind})
+    sys.stderr.write(f"coredump-agent: error: {message}\n")
+    return code
 
 
 if __name__ == "__main__":
