@@ -19,6 +19,7 @@ from typing import Any
 from coredump_agent.commands.args import set_agent_log_level
 from coredump_agent.entry import subcommand
 from coredumps.errors import AnalysisTimeoutError, BadInputError, ConfigError, CoredumpError
+from coredumps.inputs import is_utf8
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -49,7 +50,10 @@ def _prefect_unreachable(exc: BaseException) -> str | None:
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    if not is_utf8(text):  # a file name that is not UTF-8: \udcXX escapes keep the output valid JSON
+        text = json.dumps(data, indent=2, ensure_ascii=True, default=str)
+    sys.stdout.write(text + "\n")
 
 
 def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

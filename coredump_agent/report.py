@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from coredumps.diagnosis import Diagnosis
+from coredumps.inputs import shown
 from coredumps.scoring import DIMENSIONS
 from coredumps.units import format_size
 
@@ -26,10 +27,10 @@ def render_text(d: Diagnosis) -> str:
         lines.append("Truncated:      yes, the core was cut short; frames may be missing")
     lines.append("")
     lines.append("Crashing thread, innermost first:")
-    shown = d.stack_trace.splitlines()
-    lines.extend(f"  {line}" for line in shown[:TOP_FRAMES])
-    if len(shown) > TOP_FRAMES:
-        lines.append(f"  ... {len(shown) - TOP_FRAMES} more lines with --json")
+    stack = d.stack_trace.splitlines()
+    lines.extend(f"  {line}" for line in stack[:TOP_FRAMES])
+    if len(stack) > TOP_FRAMES:
+        lines.append(f"  ... {len(stack) - TOP_FRAMES} more lines with --json")
     if d.registers:
         lines.append("")
         lines.append("Registers:      " + ", ".join(f"{k}={v}" for k, v in list(d.registers.items())[:6]))
@@ -42,4 +43,5 @@ def render_text(d: Diagnosis) -> str:
             lines.append(f"  {key:<16} {'+' if key != 'base' and value else ' '}{value:.1f}")
     for warning in d.warnings:
         lines.append(f"Warning:        {warning}")
-    return "\n".join(lines) + "\n"
+    # Names come from the core, the binary and the file system: none may drive the terminal.
+    return "\n".join(shown(line) for line in lines) + "\n"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from coredumps.diagnosis import Diagnosis
+from coredumps.inputs import shown
 
 if TYPE_CHECKING:
     from coredumps.config import AnalyzerConfig, ScoringConfig
@@ -124,6 +125,7 @@ def score_diagnosis(
 def breakdown_line(result: Score, subject: str, language: str = "en") -> str:
     """One log line: in English, or the original's Chinese form with ``zh``."""
     labels = _LABELS_ZH if language == "zh" else _LABELS_EN
+    subject = shown(subject)
     parts = []
     for key in DIMENSIONS:
         value = result.breakdown.get(key, 0.0)

@@ -164,3 +164,25 @@ def test_a_relative_exe_is_found_from_the_current_folder(crash_cores: CoreFactor
     result = run_cli("analyze", str(core), "--exe", exe.name, cwd=exe.parent)
     assert result.returncode == 0, result.stderr
     assert "in segment_rows at" in result.stdout and "No such file" not in result.stderr
+
+
+def test_a_hostile_file_name_never_reaches_the_terminal_raw(crash_cores: CoreFactory, tmp_path: Path) -> None:
+    core, exe = crash_cores("segv")
+    hostile = tmp_path / "core.\x1b[31mred\x1b]0;title\x07"
+    hostile.write_bytes(core.read_bytes())
+    result = run_cli("analyze", str(hostile), "--exe", str(exe))
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stdout + result.stderr
+    assert "core.\\x1b[31mred" in result.stdout and "core.\\x1b[31mred" in result.stderr
+
+
+def test_json_output_stays_valid_for_a_name_that_is_not_utf8(crash_cores: CoreFactory, tmp_path: Path) -> None:
+    core, exe = crash_cores("segv")
+    name = os.fsencode(tmp_path) + b"/core.bad\xffname"
+    with open(name, "wb") as out:
+        out.write(core.read_bytes())
+    result = subprocess.run([*CLI, "analyze", os.fsdecode(name), "--exe", str(exe), "--json"], capture_output=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout.decode("utf-8"))
+    assert data["path"] == os.fsdecode(name)
