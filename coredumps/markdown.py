@@ -17,6 +17,11 @@ def escape(text: object) -> str:
     return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
+def unescape(text: str) -> str:
+    """What ``escape`` protected, as plain text again (for a terminal rather than a markdown viewer)."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
 def _fence(text: str) -> str:
     fence = "```"
     while fence in text:

@@ -45,17 +45,19 @@ def run(args: argparse.Namespace) -> int:
     if args.ai:
         from coredumps.ai.step import ai_step
         from coredumps.db.engine import init_db, session_factory
+        from coredumps.inputs import shown
+        from coredumps.markdown import unescape
 
         analyzer = cfg.analyzer.model_copy(update={"ai_analysis": cfg.analyzer.ai_analysis.model_copy(
             update={"enabled": True})})
         note = ai_step(diagnosis, analyzer, session_factory(init_db(cfg)), coredump_id=None, crash_group_id=None,
                        score=max(result.total, analyzer.value_threshold), pod=None, instance=None, group_count=1)
-        ai_text = f"{note.status}: {note.text}" if note.status not in ("ok", "reused") else note.text
+        ai_text = unescape(note.text)  # the note is markdown for the flow's report; this is a terminal
         data["ai"] = {"status": note.status, "text": note.text}
     if args.json:
         emit_json(data)
     else:
         sys.stdout.write(render_text(diagnosis))
         if ai_text:
-            sys.stdout.write("\nAI analysis:\n" + ai_text + "\n")
+            sys.stdout.write("\nAI analysis:\n" + "\n".join(shown(line) for line in ai_text.splitlines()) + "\n")
     return 0

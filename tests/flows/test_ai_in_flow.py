@@ -119,3 +119,17 @@ def test_analyze_cli_with_ai(crash_cores: CoreFactory, agent_config: Callable[..
     assert data["ai"]["status"] == "ok" and "divide by zero in average" in data["ai"]["text"]
     assert data["score"]["total"] == 10.0
     assert KEY not in result.stdout + result.stderr
+
+
+def test_analyze_cli_with_ai_says_a_failure_once_in_plain_text(
+    crash_cores: CoreFactory, agent_config: Callable[..., Path], llm: FakeLLM
+) -> None:
+    config = ai_config(agent_config, llm)
+    llm.default = server_error()
+    core, exe = crash_cores("fpe")
+    result = run_cli("--config", str(config), "analyze", str(core), "--exe", str(exe), "--ai",
+                     env={"OPENAI_API_KEY": KEY})
+    assert result.returncode == 0, result.stderr
+    report = result.stdout.split("\nAI analysis:\n", 1)[1]
+    assert report.startswith("failed: ") and "failed: failed" not in report
+    assert "127.0.0.1" in report and "\\." not in report, "plain text on a terminal, not markdown escapes"
