@@ -44,7 +44,21 @@ from coredumps.units import parse_duration, parse_size
 ENV_PREFIX = "COREDUMP_AGENT_"
 CONFIG_ENV = "COREDUMP_AGENT_CONFIG"
 DEFAULT_CONFIG_PATH = Path("configs/config.yaml")
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when present: the same rules, faster
+_YAML_BASE = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when present: the same rules, faster
+
+
+class _YAML_LOADER(_YAML_BASE):  # type: ignore[misc,valid-type]
+    """The safe loader, refusing a key given twice in one mapping (YAML would keep the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark)
+            seen.add(key if isinstance(key, str) else id(key_node))
+        return dict(super().construct_mapping(node, deep=deep))
 _LAUNCH = GdbLaunch()  # the analyzer's GDB defaults live with GDB's launch
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -131,16 +145,18 @@ class CollectorConfig(Section):
 class ScoringConfig(Section):
     """The original's rule weights; each applies once. Breakdown points add up to the total before the cap."""
 
-    base: float = Field(4.0, description="Every core starts here.")
-    crash_reason: float = Field(2.0, description="A clear crash reason was found (an unknown reason earns nothing).")
-    panic_keyword: float = Field(1.0, description="The reason contains one of analyzer.panicKeywords.")
-    stack_trace: float = Field(1.5, description="The stack trace is longer than stackTraceMinChars.")
-    multi_thread: float = Field(0.5, description="More than one thread.")
-    pod_association: float = Field(1.0, description="The core is tied to a pod and a Milvus instance.")
-    signal_severity: float = Field(1.0, description="SIGSEGV, SIGABRT or SIGFPE.")
-    file_size: float = Field(0.5, description="The core is larger than largeFileSize.")
-    freshness: float = Field(0.5, description="The core is younger than freshWithin.")
-    max_score: float = Field(10.0, description="The total is capped here.")
+    base: float = Field(4.0, ge=0, description="Every core starts here.")
+    crash_reason: float = Field(
+        2.0, ge=0, description="A clear crash reason was found (an unknown reason earns nothing)."
+    )
+    panic_keyword: float = Field(1.0, ge=0, description="The reason contains one of analyzer.panicKeywords.")
+    stack_trace: float = Field(1.5, ge=0, description="The stack trace is longer than stackTraceMinChars.")
+    multi_thread: float = Field(0.5, ge=0, description="More than one thread.")
+    pod_association: float = Field(1.0, ge=0, description="The core is tied to a pod and a Milvus instance.")
+    signal_severity: float = Field(1.0, ge=0, description="SIGSEGV, SIGABRT or SIGFPE.")
+    file_size: float = Field(0.5, ge=0, description="The core is larger than largeFileSize.")
+    freshness: float = Field(0.5, ge=0, description="The core is younger than freshWithin.")
+    max_score: float = Field(10.0, gt=0, description="The total is capped here.")
     stack_trace_min_chars: int = Field(100, ge=0, description="Characters of stack trace needed for its points.")
     large_file_size: Size = Field(100 * 10**6, description="Size above which a core earns the file-size points.")
     fresh_within: Duration = Field(3600.0, description="Age below which a core earns the freshness points.")
@@ -340,7 +356,7 @@ class ViewerConfig(Section):
 class DashboardConfig(Section):
     enabled: bool = Field(True, description="Serve the dashboard; false makes the dashboard command refuse.")
     port: int = Field(8082, ge=0, le=65535, description="Dashboard port.")
-    path: str = Field("/dashboard", description="URL prefix.")
+    path: str = Field("/dashboard", pattern=r"^(/[A-Za-z0-9._~-]+)*/?$", description="URL prefix.")
     viewer_namespace: str = Field("default", description="Namespace of viewer pods.")
     viewer: ViewerConfig = Field(default_factory=ViewerConfig)
 
