@@ -76,6 +76,21 @@ def kube_viewer_lister(cfg: Config) -> Any:
     return lister
 
 
+def _check_port(host: str, port: int) -> None:
+    """Refuse, in one sentence, an address the server could not listen on (uvicorn would log and exit)."""
+    import socket
+
+    from coredumps.errors import ConfigError
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(f"dashboard.port: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -89,12 +104,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("the dashboard is turned off (dashboard.enabled: false); set it to true to serve it")
     token = os.environ.get(TOKEN_ENV) or None
     check_bind(args.host, token)
+    port = cfg.dashboard.port if args.port is None else args.port
+    _check_port(args.host, port)
     apply_defaults()
     sessions = session_factory(init_db(cfg))
     app = create_app(cfg, sessions, token=token, prefect_ui=prefect_ui_url(args.prefect_ui),
                      launcher=deployment_launcher(args.viewer_deployment),
                      viewer_lister=kube_viewer_lister(cfg))
-    port = cfg.dashboard.port if args.port is None else args.port
     sys.stderr.write(f"dashboard on http://{args.host}:{port}{cfg.dashboard.path}\n")
     uvicorn.run(app, host=args.host, port=port, log_level="warning")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 
 import pytest
 
@@ -37,3 +38,15 @@ def test_the_command_refuses_to_start_when_the_dashboard_is_turned_off(monkeypat
                               viewer_deployment="viewer/cluster", verbose=False)
     with pytest.raises(ConfigError, match=r"dashboard\.enabled: false"):
         command.run(args)
+
+
+def test_the_command_refuses_a_port_in_use_in_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COREDUMP_AGENT_DASHBOARD_TOKEN", raising=False)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        args = argparse.Namespace(config=None, host="127.0.0.1", port=port, prefect_ui=None,
+                                  viewer_deployment="viewer/cluster", verbose=False)
+        with pytest.raises(ConfigError, match=rf"dashboard\.port: cannot listen on 127\.0\.0\.1:{port}: "):
+            command.run(args)
