@@ -415,18 +415,21 @@ def _field_key(model: type[BaseModel], data: dict[str, Any], part: str) -> tuple
     return None
 
 
-def _apply_environment(data: dict[str, Any], environ: dict[str, str]) -> None:
+def _apply_environment(data: dict[str, Any], environ: dict[str, str]) -> dict[str, str]:
     """Overlay ``COREDUMP_AGENT_<SECTION>__<KEY>`` variables (case-insensitive) on the file's values.
 
     Variables under the prefix that name no section (``COREDUMP_AGENT_CONFIG``, the dashboard
     token, ...) are not config keys and are left alone; a wrong key inside a section is an error.
+    Returns the variable that set each key, by the key's dotted path.
     """
+    applied: dict[str, str] = {}
     for variable in sorted(environ):
         if not variable.upper().startswith(ENV_PREFIX):
             continue
         parts = variable[len(ENV_PREFIX):].lower().split("__")
         model: type[BaseModel] = Config
         node = data
+        path_so_far: list[str] = []
         for depth, part in enumerate(parts):
             found = _field_key(model, node, part)
             if found is None and depth == 0:
@@ -442,7 +445,9 @@ def _apply_environment(data: dict[str, Any], environ: dict[str, str]) -> None:
                     except ValueError as exc:
                         raise ConfigError(f"environment {variable}: not valid JSON ({exc})") from exc
                 node[key] = value
+                applied[".".join([*path_so_far, key])] = variable
                 break
+            path_so_far.append(key)
             if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
                 raise ConfigError(f"environment {variable}: {part} is a value, not a section")
             child = node.get(key)
@@ -450,6 +455,7 @@ def _apply_environment(data: dict[str, Any], environ: dict[str, str]) -> None:
                 child = {}
                 node[key] = child
             node, model = child, annotation
+    return applied
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -517,10 +523,12 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
             raise ConfigError(f"{source}: the top level must be a mapping of sections")
         data = loaded
     _refuse_secrets(data, source)
-    _apply_environment(data, dict(os.environ))
+    from_environment = _apply_environment(data, dict(os.environ))
     try:
         return Config(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{source}: {_format_loc(first['loc'])}: {_reason(first)}{more}") from exc
+        key = _format_loc(first["loc"])
+        origin = f"environment {from_environment[key]}" if key in from_environment else source
+        raise ConfigError(f"{origin}: {key}: {_reason(first)}{more}") from exc

@@ -63,6 +63,8 @@ def parse_size(value: str | int | float) -> int:
         raise ValueError(f"'{value}' is negative; a size must be zero or more")
     if size > MAX_SIZE:
         raise ValueError(f"'{value}' is larger than an exbibyte; use a realistic size")
+    if size != int(size):  # "0.5" would be 0 bytes, which turns a limit off: surely a unit is missing
+        raise ValueError(f"'{value}' is not a whole number of bytes; give a unit, e.g. 0.5GB")
     return int(size)
 
 

@@ -97,6 +97,7 @@ def test_config_path_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
         ("analyzer:\n  valueThreshold: 5\n  valueThreshold: 6\n", "the key 'valueThreshold' is given twice"),
         ("analyzer:\n  scoring: {base: -5}\n", "analyzer.scoring.base: Input should be greater than or equal to 0"),
         ("dashboard:\n  path: nope\n", "dashboard.path: String should match pattern"),
+        ("storage:\n  maxStorageSize: '0.5'\n", "storage.maxStorageSize: '0.5' is not a whole number of bytes"),
         ("storage:\n  s3:\n    endpoint: http://user:s3cr3t@minio:9000\n",
          "storage.s3.endpoint: the URL must not hold credentials"),
         ("storage:\n  s3:\n    endpoint: not a url\n", "storage.s3.endpoint: the value is not an http(s) URL"),
@@ -165,7 +166,10 @@ def test_variables_that_name_no_section_are_not_config(monkeypatch: pytest.Monke
         ("COREDUMP_AGENT_ANALYZER__VALUETHRESOLD", "6", "ANALYZER__VALUETHRESOLD: valuethresold is not a key"),
         ("COREDUMP_AGENT_DISCOVERY__NAMESPACES", "[milvus", "COREDUMP_AGENT_DISCOVERY__NAMESPACES: not valid JSON"),
         ("COREDUMP_AGENT_ANALYZER__MAXFRAMES__DEPTH", "1", "maxframes is a value, not a section"),
-        ("COREDUMP_AGENT_ANALYZER__VALUETHRESHOLD", "eleven", "analyzer.valueThreshold"),
+        ("COREDUMP_AGENT_ANALYZER__VALUETHRESHOLD", "eleven",
+         "environment COREDUMP_AGENT_ANALYZER__VALUETHRESHOLD: analyzer.valueThreshold: Input should be a valid number"),
+        ("COREDUMP_AGENT_ANALYZER__AIANALYSIS__BASEURL", "ftp://x/v1",
+         "environment COREDUMP_AGENT_ANALYZER__AIANALYSIS__BASEURL: analyzer.aiAnalysis.baseURL: ftp://x is not"),
     ],
 )
 def test_bad_environment_overrides_are_clear(
