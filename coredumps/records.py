@@ -337,6 +337,19 @@ def stored_rows(sessions: Sessions) -> dict[str, StoredRow]:
     }
 
 
+def expire(sessions: Sessions, coredump_id: int | None) -> None:
+    """The row stops saying stored: done before its stored copy is deleted, so that it never claims a copy
+    that is gone (a copy left behind by a failed deletion is an object without a row, which retention
+    removes later)."""
+    if coredump_id is None:
+        return
+    with sessions() as session:
+        row = session.get(CoredumpFile, coredump_id)
+        if row is not None:
+            row.stored, row.status = False, "expired"
+            session.commit()
+
+
 def record_deletion(sessions: Sessions, location: str, coredump_id: int | None, *, backend: str, status: str,
                     reason: str, size: int | None = None) -> None:
     """A storage_events row for a retention deletion; a real one also marks the row expired."""

@@ -41,6 +41,7 @@ def plan(copies: list[StoredCopy], cfg: Config) -> list[Deletion]:
 def delete(storage: Storage, sessions: Sessions, deletion: Deletion, dry_run: bool) -> None:
     copy = deletion.copy
     if not dry_run:
+        records.expire(sessions, copy.coredump_id)
         storage.delete(copy.location)
     records.record_deletion(sessions, copy.location, copy.coredump_id, backend=storage.backend,
                             status="dry-run" if dry_run else "ok", reason=deletion.reason, size=copy.size)

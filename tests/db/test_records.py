@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from coredumps.db import CoredumpFile, CrashGroup, session_factory, upgrade
-from coredumps.records import FileFacts, claim, finish, stored_rows
+from coredumps.records import FileFacts, claim, expire, finish, stored_rows
 
 SEEN = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -54,3 +54,22 @@ def test_a_stored_row_is_a_duplicate_even_for_the_run_that_stored_it(engine: Eng
     finish(sessions, first.coredump_id, "stored")
     again = claim(sessions, facts, "run-1")
     assert again.duplicate and (again.coredump_id, again.status) == (first.coredump_id, "stored")
+
+
+def test_an_expired_row_no_longer_counts_as_stored(engine: Engine) -> None:
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with sessions() as session:
+        group = CrashGroup(signature="SIGSEGV|h", title="h", signal_name="SIGSEGV", first_seen=SEEN,
+                           last_seen=SEEN, count=1)
+        core = _core("kept", 8.0, group, True)
+        session.add(core)
+        session.commit()
+        cid = core.id
+    assert [row.coredump_id for row in stored_rows(sessions).values()] == [cid]
+    expire(sessions, cid)
+    expire(sessions, None)  # an object without a row: nothing to change
+    assert stored_rows(sessions) == {}
+    with sessions() as session:
+        row = session.get(CoredumpFile, cid)
+        assert row is not None and (row.stored, row.status) == (False, "expired")
