@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from coredumps.config import StorageConfig, url_problem
+from coredumps.config import StorageConfig
 from coredumps.errors import ConfigError
 from coredumps.storage.base import ObjectInfo, Storage, StoredObject, StoreRequest, object_name
 from coredumps.storage.local import LocalStorage, NfsStorage
@@ -53,8 +53,6 @@ def make_storage(cfg: StorageConfig, **options: Any) -> Storage:
             f"storage.s3.bucket: {s3.bucket!r} is not a valid bucket name "
             "(3-63 characters: lower-case letters, digits, dots and dashes)"
         )
-    if s3.endpoint and (problem := url_problem(s3.endpoint)):
-        raise ConfigError(f"storage.s3.endpoint: {problem}")
     if not MIN_PART <= s3.multipart_chunk_size <= MAX_PART:
         raise ConfigError("storage.s3.multipartChunkSize: must be between 5MiB and 5GiB (S3's part size limits)")
     if any(part in ("", ".", "..") for part in s3.prefix.strip("/").split("/")) and s3.prefix.strip("/"):
