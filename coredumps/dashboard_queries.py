@@ -417,19 +417,24 @@ class CrashGroupRow:
     trend: list[DayCount]
 
 
-def crash_groups(session: Session, *, days: int = 14, now: datetime | None = None) -> list[CrashGroupRow]:
-    """Crash groups, most recently seen first, each with its coredumps per day over ``days`` days."""
+def crash_groups(session: Session, *, days: int = 14, now: datetime | None = None, page: int = 1,
+                 per_page: int = 50) -> tuple[list[CrashGroupRow], int]:
+    """One page of crash groups, most recently seen first, each with its coredumps per day over ``days`` days;
+    and how many groups there are."""
     start, dates = _day_range(days, now or datetime.now(UTC))
+    total = session.scalar(select(func.count()).select_from(CrashGroup)) or 0
+    groups = list(session.scalars(select(CrashGroup).order_by(CrashGroup.last_seen.desc(), CrashGroup.id)
+                                  .offset((max(page, 1) - 1) * per_page).limit(per_page)))
     per_group: dict[int, Counter[date]] = {}
     for group_id, created in session.execute(
             select(CoredumpFile.crash_group_id, CoredumpFile.created_at)
-            .where(CoredumpFile.crash_group_id.is_not(None), CoredumpFile.created_at >= start)):
+            .where(CoredumpFile.crash_group_id.in_([g.id for g in groups]), CoredumpFile.created_at >= start)):
         if group_id is not None:
             per_group.setdefault(group_id, Counter())[created.astimezone(UTC).date()] += 1
     rows = []
-    for g in session.scalars(select(CrashGroup).order_by(CrashGroup.last_seen.desc(), CrashGroup.id)):
+    for g in groups:
         counts = per_group.get(g.id, Counter())
         rows.append(CrashGroupRow(g.id, g.title, g.signature, g.executable, g.signal_name, g.first_seen,
                                   g.last_seen, g.count, g.best_score, g.best_coredump_id,
                                   [DayCount(d, counts[d]) for d in dates]))
-    return rows
+    return rows, total

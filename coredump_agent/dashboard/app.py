@@ -46,6 +46,7 @@ ViewerLister = Callable[[int], list[v.Viewer]]
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 PER_PAGE = 25
+GROUPS_PER_PAGE = 50
 MAX_ID = 2**31 - 1
 """The largest id or page number a query may name (beyond it, a database integer overflows)."""
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
@@ -333,10 +334,13 @@ def create_app(cfg: Config, sessions: sessionmaker[Session], *, token: str | Non
 
     @app.get(f"{base}/groups", response_class=HTMLResponse)
     def groups(request: Request) -> HTMLResponse:
+        page_no = _int(request.query_params, "page", 1) or 1
         with sessions() as s:
-            rows = q.crash_groups(s, days=14)
+            rows, total = q.crash_groups(s, days=14, page=page_no, per_page=GROUPS_PER_PAGE)
+        pages = max(1, -(-total // GROUPS_PER_PAGE))
         charts = {g.id: bar_chart([(d.day.isoformat(), d.count) for d in g.trend], width=140, height=24, gap=1)
                   for g in rows}
-        return render(request, "groups.html", page="groups", rows=rows, charts=charts)
+        return render(request, "groups.html", page="groups", rows=rows, charts=charts, page_no=page_no, pages=pages,
+                      total=total)
 
     return app

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from coredumps.db import CoredumpFile
+from coredumps.db import CoredumpFile, CrashGroup
 from tests.dashboard.conftest import BULK, HOSTILE, TOKEN, Filled, Served, stored_id
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -229,3 +229,25 @@ def test_a_launch_needs_a_stored_coredump_and_says_when_prefect_cannot_start_it(
     assert failed.status_code == 502 and "is the Prefect API reachable?" in failed.text
     odd = d.page(f"/coredumps/{stored_id(filled)}", params={"launched": "9 (approved by admin)"}, headers=AUTH)
     assert odd.status_code == 200 and 'id="launched"' not in odd.text
+
+
+def test_crash_groups_come_a_page_at_a_time(dashboard: Callable[..., Served], filled: Filled) -> None:
+    now = datetime.now(UTC)
+    old = [CrashGroup(signature=f"old!SIGSEGV: f{n}", title=f"f{n}", signal_name="SIGSEGV",
+                      first_seen=now - timedelta(days=30 + n), last_seen=now - timedelta(days=30 + n), count=1)
+           for n in range(60)]
+    with filled.sessions() as session:
+        session.add_all(old)
+        session.commit()
+    try:
+        d = dashboard()
+        first = d.page("/groups", headers=AUTH).text
+        assert len(rows(first, "group")) == 50 and "63 crash groups" in first
+        assert 'rel="next" href="/dashboard/groups?page=2"' in first and 'rel="prev"' not in first
+        second = d.page("/groups", params={"page": "2"}, headers=AUTH).text
+        assert len(rows(second, "group")) == 13 and 'rel="prev" href="/dashboard/groups?page=1"' in second
+        assert "f59" in second and "f59" not in first, "the oldest come last"
+    finally:  # the filled database is the session's: leave it as it was
+        with filled.sessions() as session:
+            session.execute(delete(CrashGroup).where(CrashGroup.signature.like("old!SIGSEGV: f%")))
+            session.commit()
