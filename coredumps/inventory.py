@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import timedelta
+
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from coredumps.db.models import MilvusInstance, Pod, RestartEvent
 from coredumps.db.types import utcnow
 from coredumps.kube.discovery import Instance
 from coredumps.kube.pods import PodInfo, Restart
-from coredumps.records import Sessions
+from coredumps.records import CRASH_WINDOW_SECONDS, Sessions
 
 
 def upsert_instance(sessions: Sessions, instance: Instance) -> int:
@@ -60,7 +62,11 @@ def upsert_pod(sessions: Sessions, info: PodInfo, instance: str | None) -> None:
 
 def record_restart(sessions: Sessions, restart: Restart, *, node: str, instance: str | None, is_panic: bool,
                    log_excerpt: str | None) -> bool:
-    """A restart_events row; False when this restart was already recorded (by this or another sensor)."""
+    """A restart_events row; False when this restart was already recorded (by this or another sensor).
+
+    A row a core stood in for, for this crash (``count_crash``: the core was handed over before the watch saw
+    the restart), is replaced by this one, so that one crash never counts twice.
+    """
     owner = instance_id(sessions, restart.namespace, instance)
     with sessions() as session:
         session.add(RestartEvent(
@@ -69,6 +75,14 @@ def record_restart(sessions: Sessions, restart: Restart, *, node: str, instance:
             restart_count=restart.restart_count, exit_code=restart.exit_code, reason=restart.reason,
             signal=restart.signal, is_panic=is_panic, log_excerpt=log_excerpt, finished_at=restart.finished_at,
         ))
+        if restart.finished_at is not None:
+            window = timedelta(seconds=CRASH_WINDOW_SECONDS)
+            session.execute(delete(RestartEvent).where(
+                RestartEvent.reason == "coredump", RestartEvent.pod_uid.like("core-%"),
+                RestartEvent.namespace == restart.namespace, RestartEvent.pod_name == restart.pod_name,
+                RestartEvent.finished_at >= restart.finished_at - window,
+                RestartEvent.finished_at <= restart.finished_at + window,
+            ))
         try:
             session.commit()
         except IntegrityError:

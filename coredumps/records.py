@@ -32,6 +32,8 @@ from coredumps.signatures import meaningful_frames
 
 Sessions = sessionmaker[Session]
 TERMINAL = ("stored", "skipped", "failed")
+CRASH_WINDOW_SECONDS = 120.0
+"""A core and a container restart this close in time on the same pod are one crash."""
 
 
 @dataclass(frozen=True)
@@ -363,7 +365,7 @@ def record_deletion(sessions: Sessions, location: str, coredump_id: int | None, 
         session.commit()
 
 
-def count_crash(sessions: Sessions, coredump_id: int, window: float = 120.0) -> bool:
+def count_crash(sessions: Sessions, coredump_id: int, window: float = CRASH_WINDOW_SECONDS) -> bool:
     """Count a correlated core's crash for its instance, unless the sensor already saw that restart.
 
     Cleanup counts restarts per instance from restart_events; where no pod watch recorded the restart
@@ -373,8 +375,8 @@ def count_crash(sessions: Sessions, coredump_id: int, window: float = 120.0) -> 
     """
     with sessions() as session:
         row = session.get(CoredumpFile, coredump_id)
-        if row is None or not row.instance_name:
-            return False
+        if row is None or not row.instance_name or not row.pod_namespace:
+            return False  # an instance whose namespace is not known is not counted against any namespace's
         crash = row.crash_time or row.mtime
         near = select(RestartEvent.id).where(
             RestartEvent.finished_at >= crash - timedelta(seconds=window),
@@ -386,7 +388,7 @@ def count_crash(sessions: Sessions, coredump_id: int, window: float = 120.0) -> 
             return False
         signal = row.signal_number
         session.add(RestartEvent(
-            node_name=row.node_name, namespace=row.pod_namespace or "default", pod_name=row.pod_name or "unknown",
+            node_name=row.node_name, namespace=row.pod_namespace, pod_name=row.pod_name or "unknown",
             pod_uid=f"core-{row.id}", container_name=row.container_name or "unknown",
             instance_id=row.instance_id, instance_name=row.instance_name, restart_count=0,
             exit_code=128 + signal if signal else None, reason="coredump", signal=signal, is_panic=row.is_panic,

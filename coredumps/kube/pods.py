@@ -27,6 +27,8 @@ Pod = Mapping[str, Any]
 DeploymentType = Literal["helm", "operator"]
 
 INSTANCE_LABELS = ("app.kubernetes.io/instance", "release", "milvus.io/instance")
+MAX_PENDING_RESTARTS = 1000
+"""Restarts whose recording failed, kept to be tried again (the oldest are kept beyond this)."""
 """Labels naming the instance, in order: the Helm release / operator CR, old charts, custom setups."""
 
 _GO_PANIC = re.compile(
@@ -257,6 +259,7 @@ class PodWatcher:
         self._on_change = on_change
         self._on_sync = on_sync
         self._pods: dict[str, Pod] = {}
+        self._pending: list[tuple[Restart, Pod]] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._stream: WatchStream | None = None
@@ -324,8 +327,10 @@ class PodWatcher:
                 kind = "ADDED" if old is None else "MODIFIED"
                 if old is not None and _meta(old).get("resourceVersion") == _meta(pod).get("resourceVersion"):
                     kind = ""
-                baseline = old if old is not None else (None if first else {})
-                changes.append((kind, pod, restarts(baseline, pod)))
+                # A pod in the first list: its latest restarts, which may have happened while no sensor watched
+                # (the restart_events key drops those an earlier sensor recorded).
+                found = last_restarts(pod) if old is None and first else restarts(old if old is not None else {}, pod)
+                changes.append((kind, pod, found))
                 current[uid] = pod
             changes += [("DELETED", gone, []) for key, gone in self._pods.items() if key not in current]
             self._pods = current
@@ -358,6 +363,8 @@ class PodWatcher:
                 with self._lock:
                     self._stream = None
             version = stream.resource_version
+            if self._pending:
+                self._report("", None, [])
             if events == 0:
                 self._stopping.wait(self.backoff_base)
 
@@ -371,11 +378,19 @@ class PodWatcher:
                 self._pods[uid] = pod
         self._report(kind, pod, restarts(old if old is not None else {}, pod))
 
-    def _report(self, kind: str, pod: Pod, found: list[Restart]) -> None:
-        if kind and self._on_change is not None:
+    def _report(self, kind: str, pod: Pod | None, found: list[Restart]) -> None:
+        """Tell the callbacks; a restart whose callback failed (a database outage) is offered again later."""
+        if kind and pod is not None and self._on_change is not None:
             self._guard(self._on_change, kind, pod)
-        for restart in found:
-            self._guard(self._on_restart, restart, pod)
+        pending, self._pending = self._pending, []
+        for restart, its_pod in [*pending, *((restart, pod) for restart in found if pod is not None)]:
+            try:
+                self._on_restart(restart, its_pod)
+            except Exception as exc:
+                if len(self._pending) < MAX_PENDING_RESTARTS:
+                    self._pending.append((restart, its_pod))
+                log.warning("recording restart %d of %s/%s failed (%s: %s); it is tried again later",
+                            restart.restart_count, restart.namespace, restart.pod_name, type(exc).__name__, exc)
 
     def _guard(self, callback: Callable[..., None], *args: Any) -> None:
         try:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
-from coredumps.db import CoredumpFile, CrashGroup, session_factory, upgrade
-from coredumps.records import FileFacts, claim, expire, finish, stored_rows
+from coredumps.db import CoredumpFile, CrashGroup, RestartEvent, session_factory, upgrade
+from coredumps.inventory import record_restart
+from coredumps.kube.pods import Restart
+from coredumps.records import FileFacts, claim, count_crash, expire, finish, stored_rows
 
 SEEN = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -73,3 +75,27 @@ def test_an_expired_row_no_longer_counts_as_stored(engine: Engine) -> None:
     with sessions() as session:
         row = session.get(CoredumpFile, cid)
         assert row is not None and (row.stored, row.status) == (False, "expired")
+
+
+def test_one_crash_counts_once_whether_its_core_or_its_restart_is_seen_first(engine: Engine) -> None:
+    upgrade(engine)
+    sessions = session_factory(engine)
+    crash = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    with sessions() as session:
+        cores = [CoredumpFile(idempotency_key=f"node-1:{n}", node_name="node-1", path=f"/cores/core.{n}",
+                              file_name=f"core.{n}", size_bytes=1, mtime=crash + timedelta(minutes=10 * n),
+                              crash_time=crash + timedelta(minutes=10 * n), pod_namespace=namespace,
+                              pod_name="qn-0", instance_name="rel", signal_number=11)
+                 for n, namespace in enumerate(["milvus", "milvus", None])]
+        session.add_all(cores)
+        session.commit()
+        ids = [core.id for core in cores]
+    assert count_crash(sessions, ids[0]) is True  # the core is handed over before the watch sees the restart
+    restart = Restart("milvus", "qn-0", "uid-1", "querynode", 4, 139, "Error", 11, crash + timedelta(seconds=40),
+                      "node-1")
+    assert record_restart(sessions, restart, node="node-1", instance="rel", is_panic=False, log_excerpt=None)
+    assert count_crash(sessions, ids[1]) is True  # ten minutes later: another crash
+    assert count_crash(sessions, ids[2]) is False  # no namespace: not counted against any
+    with sessions() as session:
+        rows = sorted((row.reason, row.restart_count) for row in session.scalars(select(RestartEvent)))
+    assert rows == [("Error", 4), ("coredump", 0)]

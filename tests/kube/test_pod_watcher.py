@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from coredumps.kube import KubeClient, PodWatcher
+from coredumps.kube.pods import Restart
 from tests.kube.conftest import HELM_POD, NODE, WAIT, Recorder
 from tests.kubefake import FakeKubeServer
 
 pytestmark = pytest.mark.timeout(60)
+CAUGHT_UP = {(HELM_POD, "standalone", 3), ("web-6b7f9c5d8-kx7tz", "nginx", 1)}
+"""The latest restarts of this node's pods when the watcher starts."""
 
 
 @pytest.fixture
@@ -28,16 +32,49 @@ def watcher(seeded_server: FakeKubeServer, kube_client: KubeClient, recorder: Re
     assert recorder.next_sync() == 4
     initial = [recorder.changes.get_nowait() for _ in range(recorder.changes.qsize())]
     assert [kind for kind, _ in initial] == ["ADDED"] * 4
+    caught_up = [recorder.restarts.get_nowait() for _ in range(recorder.restarts.qsize())]
+    assert {(r.pod_name, r.container, r.restart_count) for r in caught_up} == CAUGHT_UP
     yield watcher
     watcher.stop()
 
 
-def test_first_list_holds_this_nodes_pods_and_reports_no_old_restarts(
-        seeded_server: FakeKubeServer, watcher: PodWatcher, recorder: Recorder) -> None:
-    assert sorted(p["metadata"]["name"] for p in watcher.pods()) == [
-        "my-milvus-milvus-standalone-7d9c8b6f4-q8m2p", "my-release-etcd-0", HELM_POD, "web-6b7f9c5d8-kx7tz"]
-    assert recorder.flush(seeded_server, "default", HELM_POD) == []
-    assert seeded_server.requests[0].query["fieldSelector"] == f"spec.nodeName={NODE}"
+def test_first_list_holds_this_nodes_pods_and_catches_up_on_their_latest_restarts(
+        seeded_server: FakeKubeServer, kube_client: KubeClient, recorder: Recorder) -> None:
+    # The crash-looping pod restarted while no watcher ran: its latest restart is reported, once.
+    watcher = PodWatcher(kube_client, NODE, recorder.on_restart, on_change=recorder.on_change, backoff_base=0.05)
+    watcher.start()
+    try:
+        assert watcher.ready.wait(WAIT)
+        assert sorted(p["metadata"]["name"] for p in watcher.pods()) == [
+            "my-milvus-milvus-standalone-7d9c8b6f4-q8m2p", "my-release-etcd-0", HELM_POD, "web-6b7f9c5d8-kx7tz"]
+        caught_up = recorder.flush(seeded_server, "default", HELM_POD)
+        assert sorted((r.pod_name, r.container, r.restart_count, r.exit_code) for r in caught_up) == [
+            (HELM_POD, "standalone", 3, 139), ("web-6b7f9c5d8-kx7tz", "nginx", 1, 137)]
+        assert recorder.flush(seeded_server, "default", HELM_POD) == []
+        assert seeded_server.requests[0].query["fieldSelector"] == f"spec.nodeName={NODE}"
+    finally:
+        watcher.stop()
+
+
+def test_a_restart_whose_recording_failed_is_offered_again(
+        seeded_server: FakeKubeServer, kube_client: KubeClient, recorder: Recorder) -> None:
+    failures = [RuntimeError("database is down")] * 2
+
+    def flaky(restart: Restart, pod: dict[str, Any]) -> None:
+        if failures:
+            raise failures.pop()
+        recorder.on_restart(restart, pod)
+
+    watcher = PodWatcher(kube_client, NODE, flaky, on_change=recorder.on_change, watch_timeout=1,
+                         backoff_base=0.05)
+    watcher.start()
+    try:
+        assert watcher.ready.wait(WAIT)  # the first catch-up fails, and so does its first retry
+        seeded_server.restart_container("default", HELM_POD, "standalone")
+        seen = {(r.pod_name, r.restart_count) for r in (recorder.next_restart() for _ in range(3))}
+        assert seen == {(HELM_POD, 3), ("web-6b7f9c5d8-kx7tz", 1), (HELM_POD, 4)} and not failures
+    finally:
+        watcher.stop()
 
 
 def test_a_crash_is_reported_once_with_exit_code_and_signal(
@@ -133,6 +170,8 @@ def test_a_failing_callback_does_not_stop_the_watcher(
     watcher.start()
     try:
         assert watcher.ready.wait(WAIT)
+        caught_up = {(r.pod_name, r.restart_count) for r in (recorder.next_restart() for _ in range(2))}
+        assert caught_up == {(HELM_POD, 3), ("web-6b7f9c5d8-kx7tz", 1)}  # the first list's catch-up
         seeded_server.restart_container("default", HELM_POD, "standalone")
         assert recorder.next_restart().restart_count == 4
     finally:
@@ -144,3 +183,20 @@ def test_stop_ends_the_thread_while_a_watch_is_open(watcher: PodWatcher) -> None
     assert thread is not None and thread.is_alive()
     watcher.stop()
     assert not thread.is_alive()
+
+
+def test_readiness_says_when_the_pod_watch_fails_and_recovers(
+        seeded_server: FakeKubeServer, watcher: PodWatcher, recorder: Recorder) -> None:
+    from coredump_agent.commands.sensor import _watch_problem
+
+    assert _watch_problem(watcher) is None
+    seeded_server.fail_next(1000, status=503, path_prefix="/api/v1/pods")
+    seeded_server.compact()  # the watch ends with 410; every list after it fails
+    deadline = time.monotonic() + WAIT
+    while (problem := _watch_problem(watcher)) is None:
+        assert time.monotonic() < deadline, "readiness never noticed the failing pod watch"
+        time.sleep(0.02)
+    assert problem.startswith("the pod watch is failing: ")
+    seeded_server.clear_failures()
+    assert recorder.next_sync() == 4
+    assert _watch_problem(watcher) is None

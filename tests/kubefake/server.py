@@ -560,6 +560,11 @@ class FakeKubeServer:
         with self._cond:
             self._failures.append(_Failure(n, status, path_prefix))
 
+    def clear_failures(self) -> None:
+        """Forget the failures ``fail_next`` still has to give."""
+        with self._cond:
+            self._failures.clear()
+
     def compact(self) -> None:
         """Forget the watch history: every resourceVersion issued so far is expired, and open
         watches end with a 410 ERROR event, as when an etcd compaction overtakes a watcher."""
