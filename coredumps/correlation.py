@@ -69,15 +69,19 @@ def correlate(
     crash_time: datetime | None,
     window: float = 120.0,
 ) -> Match | None:
-    """The pod a core belongs to, or None when no rule matches."""
-    if hostname:
-        for pod in pods:
-            if pod.name == hostname:
-                return Match(pod, _container(pod, restarts, crash_time), "hostname")
+    """The pod a core belongs to, or None when no rule matches.
+
+    The pod UID from the cgroup is exact and comes first; a hostname counts only when one pod has that
+    name (the same release in two namespaces has two); then the nearest Milvus restart in time.
+    """
     if pod_uid:
         for pod in pods:
             if pod.uid == pod_uid:
                 return Match(pod, _container(pod, restarts, crash_time), "cgroup")
+    if hostname:
+        named = [pod for pod in pods if pod.name == hostname]
+        if len(named) == 1:
+            return Match(named[0], _container(named[0], restarts, crash_time), "hostname")
     if crash_time is not None:
         by_uid = {pod.uid: pod for pod in pods if pod.instance}
         near = [

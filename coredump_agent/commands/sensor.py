@@ -121,6 +121,15 @@ def _port(key: str, port: int) -> Iterator[None]:
         raise ConfigError(f"{key}: cannot listen on port {port}: {exc.strerror or exc}") from None
 
 
+def _watch_problem(watcher: Any) -> str | None:
+    """Why the pod watch is not serving (readiness), or None."""
+    if not watcher.ready.is_set():
+        return "the pod watch has not listed pods yet"
+    if watcher.last_error is not None:
+        return f"the pod watch is failing: {watcher.last_error}"
+    return None
+
+
 sensor_stopped = threading.Event()
 """Set when the watcher ended because it was asked to stop, not because it failed."""
 
@@ -224,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
                     correlate=kube.correlate if kube is not None else None)
     checks["watcher"] = lambda: None if sensor.watching else "the folder watcher is not running"
     if kube is not None:
-        checks["kubernetes"] = lambda: None if kube.watcher.ready.is_set() else "the pod watch has not listed pods yet"
+        checks["kubernetes"] = lambda: _watch_problem(kube.watcher)
         kube.start(stop)
     recovered = runner.recover()
     if recovered:
