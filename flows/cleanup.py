@@ -235,8 +235,15 @@ def cleanup_instance(
         return row.to_dict()
     facts: dict[str, Any] = {"incident": incident_key}
     error: Exception | None = None
+    announced = records.find(sessions, incident_key)
     try:
-        decision, reason = _check_and_act(cfg, sessions, namespace, instance, facts)
+        if announced is not None and announced.entry.action != c.action:
+            # What was announced, and left running by whoever could cancel it, is what may be done.
+            decision, reason = "skipped", (
+                f"cleaner.action changed from {announced.entry.action} (announced when the cleanup was scheduled) "
+                f"to {c.action}; nothing was done, and the new action needs a new decision and its own delay")
+        else:
+            decision, reason = _check_and_act(cfg, sessions, namespace, instance, facts)
     except Exception as exc:
         error = exc
         decision = "failed"
@@ -267,7 +274,10 @@ def _check_and_act(cfg: Config, sessions: Sessions, namespace: str, instance: st
     try:
         live = t.read_instance(client, namespace, instance)
         now = utcnow()
-        facts["restart_count"] = t.count(sessions, namespace, instance, c.restart_time_window, now)
+        # Only the restarts of the pods that are there now: an instance re-installed during the delay starts
+        # from nothing, however often the pods it replaced crashed.
+        facts["restart_count"] = t.count(sessions, namespace, instance, c.restart_time_window, now,
+                                         pods=live.pod_identities())
         facts["live"] = live.to_dict()
         reason = stand_down(live, facts["restart_count"], c, now)
         if reason is not None:

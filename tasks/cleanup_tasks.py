@@ -47,8 +47,9 @@ def tally(sessions: Sessions, cfg: CleanerConfig, now: datetime) -> list[Restart
 
 
 @task(name="count-restarts", **_DB)
-def count(sessions: Sessions, namespace: str, instance: str, window: float, now: datetime) -> int:
-    return incidents.restart_count(sessions, namespace, instance, window, now)
+def count(sessions: Sessions, namespace: str, instance: str, window: float, now: datetime,
+          pods: list[tuple[str, str]] | None = None) -> int:
+    return incidents.restart_count(sessions, namespace, instance, window, now, pods=pods)
 
 
 @task(name="find-incident", **_DB)

@@ -13,12 +13,12 @@ quiet window is a new incident.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from coredumps.db.models import RestartEvent
@@ -47,8 +47,11 @@ def _restart_time() -> Any:
 
 
 def tally_restarts(sessions: Sessions, window: float, now: datetime, *, namespace: str | None = None,
-                   instance: str | None = None) -> list[RestartTally]:
-    """Restart counts per (namespace, instance) since ``now - window``, most restarts first."""
+                   instance: str | None = None, pods: Collection[tuple[str, str]] | None = None) -> list[RestartTally]:
+    """Restart counts per (namespace, instance) since ``now - window``, most restarts first.
+
+    ``pods`` (uid, name) limits the count to restarts of those pods (a core counted for its pod by name).
+    """
     since = now - timedelta(seconds=window)
     at = _restart_time()
     stmt = (
@@ -61,6 +64,11 @@ def tally_restarts(sessions: Sessions, window: float, now: datetime, *, namespac
         stmt = stmt.where(RestartEvent.namespace == namespace)
     if instance is not None:
         stmt = stmt.where(RestartEvent.instance_name == instance)
+    if pods is not None:
+        stmt = stmt.where(or_(
+            RestartEvent.pod_uid.in_([uid for uid, _name in pods]),
+            and_(RestartEvent.pod_uid.like("core-%"), RestartEvent.pod_name.in_([name for _uid, name in pods])),
+        ))
     with sessions() as session:
         rows = session.execute(stmt).all()
     tallies = [RestartTally(ns, str(name), int(count), first, last, owner)
@@ -68,9 +76,10 @@ def tally_restarts(sessions: Sessions, window: float, now: datetime, *, namespac
     return sorted(tallies, key=lambda t: (-t.count, t.namespace, t.instance))
 
 
-def restart_count(sessions: Sessions, namespace: str, instance: str, window: float, now: datetime) -> int:
-    """Restarts of one instance within the window."""
-    found = tally_restarts(sessions, window, now, namespace=namespace, instance=instance)
+def restart_count(sessions: Sessions, namespace: str, instance: str, window: float, now: datetime,
+                  pods: Collection[tuple[str, str]] | None = None) -> int:
+    """Restarts of one instance within the window (of ``pods`` only, when given)."""
+    found = tally_restarts(sessions, window, now, namespace=namespace, instance=instance, pods=pods)
     return found[0].count if found else 0
 
 

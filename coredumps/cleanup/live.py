@@ -68,6 +68,10 @@ class LiveInstance:
     def exists(self) -> bool:
         return bool(self.pods or self.workloads or self.milvus)
 
+    def pod_identities(self) -> list[tuple[str, str]]:
+        """(uid, name) of each pod of the instance."""
+        return [(str(_meta(p).get("uid") or ""), str(_meta(p).get("name") or "")) for p in self.pods]
+
     def protected_by(self, label: str) -> str | None:
         """What carries ``label: "true"`` (the Milvus resource, a workload or a pod), if anything does."""
         owners: list[tuple[str, Mapping[str, str]]] = []

@@ -75,16 +75,25 @@ def cleaner(agent_config: Callable[..., Path]) -> Callable[..., str]:
     return write
 
 
-def add_restarts(config: str, namespace: str, instance: str, count: int, *, pod: str = "pod",
+LIVE_PODS = {HELM: (HELM_POD, "5d2b1c9e-4b1a-4f0b-8a6d-9c3e2f1a0b01"),
+             OPERATOR: (OPERATOR_POD, "7e1f2a3b-8c9d-4e5f-a6b7-c8d9e0f1a203")}
+"""The seeded crash-looping pod of each instance, and its uid."""
+
+
+def add_restarts(config: str, namespace: str, instance: str, count: int, *, pod: str | None = None,
                  minutes_apart: float = 2.0) -> None:
-    """``count`` restart_events rows of one instance, the latest a minute ago, from two nodes."""
+    """``count`` restart_events rows of one instance, the latest a minute ago, from two nodes; of its seeded
+    crash-looping pod unless ``pod`` names another."""
     sessions = sessions_for(load_config(config))
     now = datetime.now(UTC)
+    name, uid = LIVE_PODS.get((namespace, instance), ("pod", ""))
+    if pod is not None:
+        name, uid = pod, ""
     with sessions() as session:
         for i in range(count):
             at = now - timedelta(minutes=1 + i * minutes_apart)
             session.add(RestartEvent(
-                node_name=f"node-{i % 2}", namespace=namespace, pod_name=pod, pod_uid=f"uid-{instance}-{pod}",
+                node_name=f"node-{i % 2}", namespace=namespace, pod_name=name, pod_uid=uid or f"uid-{instance}-{name}",
                 container_name="standalone", instance_name=instance, restart_count=100 - i, exit_code=139,
                 reason="Error", signal=11, finished_at=at, detected_at=at + timedelta(seconds=1),
             ))

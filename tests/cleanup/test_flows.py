@@ -9,6 +9,7 @@ of one action call ``cleanup_instance`` directly, as a worker would.
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import json
 import time
@@ -77,6 +78,18 @@ def schedule_then_run(config: str, instance: tuple[str, str] = HELM) -> tuple[di
     assert outcome["flow_run_id"] == decision["flow_run_id"]
     assert second["decisions"] == [] and second["pending"] == []
     return decision, outcome
+
+
+def reason_to_stand_down(kube: FakeKubeServer, config: str, during_the_delay: Callable[[], object]) -> str:
+    """Schedule the Helm instance's cleanup, change something during the delay, run it: it must stand down,
+    touching nothing. Returns its reason."""
+    add_restarts(config, *HELM, 3)
+    cleanup(config_path=config)
+    during_the_delay()
+    [outcome] = cleanup(config_path=config)["resolved"]
+    assert outcome["decision"] == "skipped"
+    assert replicas(kube) == UNTOUCHED
+    return str(outcome["reason"])
 
 
 def run_command(*argv: str) -> tuple[int, str]:
@@ -201,6 +214,34 @@ def test_outside_the_namespace_allow_list_nothing_is_scheduled(kube: FakeKubeSer
     assert replicas(kube) == UNTOUCHED
 
 
+def test_an_action_changed_during_the_delay_is_not_the_one_done(kube: FakeKubeServer, cleaner: Cleaner) -> None:
+    config = cleaner("dry-run")  # announced as a dry run: nobody cancels it
+    add_restarts(config, *HELM, 3)
+    [decision] = cleanup(config_path=config)["decisions"]
+    assert decision["action"] == "dry-run"
+    assert cleaner("scale-to-zero") == config  # the config changes during the delay
+    [outcome] = cleanup(config_path=config)["resolved"]
+    assert outcome["decision"] == "skipped"
+    assert outcome["reason"].startswith("cleaner.action changed from dry-run (announced when the cleanup was "
+                                        "scheduled) to scale-to-zero; nothing was done")
+    assert replicas(kube) == UNTOUCHED
+
+
+def test_an_instance_reinstalled_during_the_delay_starts_from_no_restarts(
+    kube: FakeKubeServer, cleaner: Cleaner,
+) -> None:
+    def reinstall() -> None:  # a new pod, still starting, under the same name
+        old = kube.get("pods", "default", HELM_POD)
+        assert old is not None
+        kube.delete("pods", "default", HELM_POD)
+        fresh = copy.deepcopy(old)
+        fresh["metadata"]["uid"] = "0f0f0f0f-0000-4000-8000-000000000001"
+        kube.seed([fresh])
+
+    reason = reason_to_stand_down(kube, cleaner("scale-to-zero"), reinstall)
+    assert reason == "default/my-release restarted 0 times within 1h, below cleaner.maxRestartCount 3"
+
+
 def test_an_instance_protected_during_the_delay_is_left_alone(kube: FakeKubeServer, cleaner: Cleaner) -> None:
     config = cleaner("scale-to-zero")
     add_restarts(config, *HELM, 3)
@@ -216,12 +257,8 @@ def test_restarts_that_fall_below_the_limit_during_the_delay_stop_the_cleanup(
     kube: FakeKubeServer, cleaner: Cleaner,
 ) -> None:
     config = cleaner("scale-to-zero")
-    add_restarts(config, *HELM, 3)
-    cleanup(config_path=config)
-    age_restarts(config, timedelta(hours=2))
-    [outcome] = cleanup(config_path=config)["resolved"]
-    assert outcome["decision"] == "skipped"
-    assert outcome["reason"] == "default/my-release restarted 0 times within 1h, below cleaner.maxRestartCount 3"
+    reason = reason_to_stand_down(kube, config, lambda: age_restarts(config, timedelta(hours=2)))
+    assert reason == "default/my-release restarted 0 times within 1h, below cleaner.maxRestartCount 3"
     assert replicas(kube) == UNTOUCHED
 
 
