@@ -41,6 +41,7 @@ from coredumps.config import Config, load_config
 from coredumps.db.types import utcnow
 from coredumps.errors import ConfigError, CoredumpError
 from coredumps.kube.client import KubeClient, connect
+from coredumps.kube.pods import instance_of
 from tasks import cleanup_tasks as t
 from tasks.runtime import sessions_for
 
@@ -274,12 +275,15 @@ def _check_and_act(cfg: Config, sessions: Sessions, namespace: str, instance: st
     try:
         live = t.read_instance(client, namespace, instance)
         now = utcnow()
+        operator = {(namespace, instance)} if live.milvus is not None else set()
+        milvus = live.milvus_only(
+            lambda pod: (instance_of(pod, cfg.discovery, operator_instances=operator) or ("",))[0] == instance)
         # Only the restarts of the pods that are there now: an instance re-installed during the delay starts
         # from nothing, however often the pods it replaced crashed.
         facts["restart_count"] = t.count(sessions, namespace, instance, c.restart_time_window, now,
-                                         pods=live.pod_identities())
+                                         pods=milvus.pod_identities())
         facts["live"] = live.to_dict()
-        reason = stand_down(live, facts["restart_count"], c, now)
+        reason = stand_down(live, facts["restart_count"], c, now, crash_looping=milvus.crash_looping)
         if reason is not None:
             return "skipped", reason
         release = t.helm_release(client, live) if c.action == "helm-uninstall" else live.helm_release()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -60,8 +60,13 @@ def propose(tally: RestartTally, incident_key: str, incident_start: datetime, cf
     return Proposal(tally, incident_key, incident_start, "scheduled", reason)
 
 
-def stand_down(live: LiveInstance, restarts: int, cfg: CleanerConfig, now: datetime) -> str | None:
-    """Why a due cleanup must not act on what the API shows now; ``None`` when it may."""
+def stand_down(live: LiveInstance, restarts: int, cfg: CleanerConfig, now: datetime,
+               crash_looping: Callable[[datetime, float], bool] | None = None) -> str | None:
+    """Why a due cleanup must not act on what the API shows now; ``None`` when it may.
+
+    ``crash_looping`` judges the crash loop (by default on every pod of ``live``; the flow passes the
+    Milvus pods' judgement); existence and protection are always judged on everything ``live`` holds.
+    """
     who = f"{live.namespace}/{live.name}"
     if not live.exists:
         return f"{who} no longer exists; it was deleted during the delay"
@@ -71,7 +76,7 @@ def stand_down(live: LiveInstance, restarts: int, cfg: CleanerConfig, now: datet
     if restarts < cfg.max_restart_count:
         return (f"{who} restarted {restarts} times within {duration(cfg.restart_time_window)}, below "
                 f"cleaner.maxRestartCount {cfg.max_restart_count}")
-    if not live.crash_looping(now, cfg.restart_time_window):
+    if not (crash_looping or live.crash_looping)(now, cfg.restart_time_window):
         return f"no container of {who} is crash-looping any more"
     return None
 

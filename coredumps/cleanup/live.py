@@ -6,8 +6,8 @@ Objects belong to an instance when one of the instance labels (``app.kubernetes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,6 +71,11 @@ class LiveInstance:
     def pod_identities(self) -> list[tuple[str, str]]:
         """(uid, name) of each pod of the instance."""
         return [(str(_meta(p).get("uid") or ""), str(_meta(p).get("name") or "")) for p in self.pods]
+
+    def milvus_only(self, is_milvus: Callable[[KubeObject], bool]) -> LiveInstance:
+        """The same instance with only the pods ``is_milvus`` accepts: what its restarts and crash loop are judged
+        by (another pod that shares the instance label, e.g. a broken dependency, is not the Milvus crashing)."""
+        return replace(self, pods=tuple(p for p in self.pods if is_milvus(p)))
 
     def protected_by(self, label: str) -> str | None:
         """What carries ``label: "true"`` (the Milvus resource, a workload or a pod), if anything does."""

@@ -242,6 +242,20 @@ def test_an_instance_reinstalled_during_the_delay_starts_from_no_restarts(
     assert reason == "default/my-release restarted 0 times within 1h, below cleaner.maxRestartCount 3"
 
 
+def test_a_recovered_milvus_is_left_alone_whatever_else_shares_its_label(
+    kube: FakeKubeServer, cleaner: Cleaner,
+) -> None:
+    def recover() -> None:  # Milvus runs again; the release's etcd (not a Milvus pod) is the one failing now
+        kube.set_pod_status("default", HELM_POD, {"phase": "Running", "containerStatuses": [
+            {"name": "standalone", "ready": True, "restartCount": 3, "state": {"running": {}}, "lastState": {}}]})
+        kube.set_pod_status("default", "my-release-etcd-0", {"phase": "Running", "containerStatuses": [
+            {"name": "etcd", "ready": False, "restartCount": 9, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+             "lastState": {}}]})
+
+    reason = reason_to_stand_down(kube, cleaner("scale-to-zero"), recover)
+    assert reason == "no container of default/my-release is crash-looping any more"
+
+
 def test_an_instance_protected_during_the_delay_is_left_alone(kube: FakeKubeServer, cleaner: Cleaner) -> None:
     config = cleaner("scale-to-zero")
     add_restarts(config, *HELM, 3)
