@@ -92,6 +92,9 @@ def action_refusal(action: str, live: LiveInstance, helm_release: str | None) ->
     if action == "helm-uninstall" and helm_release is None:
         return (f"{who} is not a Helm release (no Helm 3 release record found); use delete-cr or "
                 "scale-to-zero")
+    if action == "helm-uninstall" and helm_release != live.name:
+        return (f"{who}: its workloads name the Helm release {helm_release}, not {live.name}; nothing is "
+                "uninstalled that is not this instance's own release")
     return None
 
 

@@ -21,7 +21,8 @@ def helm_path() -> str:
 
 
 def uninstall_command(helm: str, release: str, namespace: str, timeout: float) -> list[str]:
-    return [helm, "uninstall", release, "--namespace", namespace, "--timeout", f"{max(1, round(timeout))}s"]
+    # Options first and the release after "--": a name can never be read as an option.
+    return [helm, "uninstall", "--namespace", namespace, "--timeout", f"{max(1, round(timeout))}s", "--", release]
 
 
 def uninstall(release: str, namespace: str, timeout: float) -> str:

@@ -48,7 +48,8 @@ def helm_stub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     record = tmp_path / "helm-args"
     script = folder / "helm"
-    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> "{record}"\necho "release \\"$2\\" uninstalled"\n')
+    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> "{record}"\nfor last; do :; done\n'
+                      'echo "release \\"$last\\" uninstalled"\n')
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
     return record

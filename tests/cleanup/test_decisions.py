@@ -92,8 +92,9 @@ def test_a_due_cleanup_stands_down_when_the_live_state_says_so(instance: LiveIns
     ("scale-to-zero", live(pod(), workloads=(Workload("deployment", "idle", 0),)), None, True),
     ("delete-cr", live(pod(), milvus={"metadata": {}}), None, False),
     ("delete-cr", live(pod()), None, True),
-    ("helm-uninstall", live(pod()), "rel", False),
+    ("helm-uninstall", live(pod()), "inst", False),
     ("helm-uninstall", live(pod()), None, True),
+    ("helm-uninstall", live(pod()), "another-release", True),  # not this instance's own release
     ("dry-run", live(pod()), None, False),
 ])
 def test_an_action_that_cannot_apply_is_refused(action: str, instance: LiveInstance, release: str | None,

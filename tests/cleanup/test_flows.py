@@ -182,7 +182,7 @@ def test_helm_uninstall_runs_helm_with_the_release_namespace_and_timeout(
     assert outcome["decision"] == "executed"
     assert outcome["reason"] == "uninstalled the Helm release my-release from default"
     assert helm_stub.read_text().splitlines() == [
-        "uninstall", "my-release", "--namespace", "default", "--timeout", "120s"]
+        "uninstall", "--namespace", "default", "--timeout", "120s", "--", "my-release"]
 
 
 @pytest.mark.usefixtures("no_helm")

@@ -16,7 +16,7 @@ def test_helm_uninstall_passes_namespace_and_timeout(helm_stub: Path) -> None:
     output = helm.uninstall("my-release", "default", 600.0)
     assert output == 'release "my-release" uninstalled'
     assert helm_stub.read_text().splitlines() == [
-        "uninstall", "my-release", "--namespace", "default", "--timeout", "600s"]
+        "uninstall", "--namespace", "default", "--timeout", "600s", "--", "my-release"]
 
 
 def test_a_missing_helm_is_one_clear_sentence(no_helm: None) -> None:
