@@ -140,9 +140,14 @@ def _decide(cfg: Config, sessions: Sessions, p: Proposal, config_path: str | Non
 def _schedule(cfg: Config, sessions: Sessions, row: Row, config_path: str | None) -> Row:
     e = row.entry
     assert e.incident_key is not None
-    at = utcnow() + timedelta(seconds=cfg.cleaner.cleanup_delay)
+    now = utcnow()
+    at = now + timedelta(seconds=cfg.cleaner.cleanup_delay)
     if isinstance(e.details.get("scheduled_time"), str):
-        at = datetime.fromisoformat(e.details["scheduled_time"])
+        announced = datetime.fromisoformat(e.details["scheduled_time"])
+        # The announced time, unless it has passed without a run to cancel (the run could not be created
+        # then): the run created now gets the whole delay, so that people can still cancel it.
+        if announced > now:
+            at = announced
     parameters = {"namespace": e.namespace, "instance": e.instance, "incident_key": e.incident_key,
                   "config_path": config_path}
     try:
