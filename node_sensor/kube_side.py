@@ -24,13 +24,15 @@ from coredumps.inventory import record_restart, upsert_instance, upsert_pod
 from coredumps.journal import host_path_for, journal_entry
 from coredumps.kube.client import KubeClient
 from coredumps.kube.discovery import discover_instances
-from coredumps.kube.pods import Pod, PodWatcher, Restart, instance_of, is_panic, pod_info
+from coredumps.kube.pods import Pod, PodWatcher, Restart, crash_excerpt, instance_of, is_panic, pod_info
 from coredumps.records import Sessions
 from coredumps.xattrs import read_xattrs
 from node_sensor import metrics
 
 log = logging.getLogger(__name__)
-LOG_TAIL_LINES = 50
+LOG_TAIL_LINES = 2000
+"""Lines of a crashed container's log read (at most 256 KiB): a Go fatal error prints every goroutine after
+its first line, so the line that says why can be thousands of lines from the end."""
 RECENT_RESTARTS = 500
 
 
@@ -74,6 +76,8 @@ class KubeSide:
         if found is None:
             return
         instance = found[0]
+        with self._lock:  # before the log is read (up to 30 s): a core of this crash may be correlated meanwhile
+            self._restarts.append(RestartView(restart.pod_uid, restart.container, restart.finished_at))
         try:
             tail = self.client.read_pod_log(restart.namespace, restart.pod_name, restart.container,
                                             previous=True, tail_lines=LOG_TAIL_LINES)
@@ -81,10 +85,8 @@ class KubeSide:
             log.debug("no previous log for %s/%s: %s", restart.namespace, restart.pod_name, exc)
             tail = ""
         panic = is_panic(tail, self.cfg.analyzer.panic_keywords)
-        with self._lock:
-            self._restarts.append(RestartView(restart.pod_uid, restart.container, restart.finished_at))
         if not record_restart(self.sessions, restart, node=self.node, instance=instance, is_panic=panic,
-                              log_excerpt=tail[-4000:] or None):
+                              log_excerpt=crash_excerpt(tail, self.cfg.analyzer.panic_keywords) or None):
             return
         metrics.RESTART_EVENTS.labels(instance).inc()
         log.info("restart %d of %s/%s (%s): exit %s, reason %s, signal %s%s", restart.restart_count,

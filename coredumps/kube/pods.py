@@ -208,13 +208,29 @@ def pod_info(pod: Pod) -> PodInfo:
     )
 
 
-def is_panic(log_tail: str, keywords: Iterable[str] = ()) -> bool:
-    """True when the log shows a crash: a Go ``panic:`` or ``fatal error:`` line, a SIGSEGV,
-    a C++ ``terminate called``/failed assertion, or any of ``keywords`` (case-insensitive)."""
-    if _GO_PANIC.search(log_tail):
-        return True
-    lowered = log_tail.lower()
-    return any(keyword and keyword.lower() in lowered for keyword in keywords)
+def panic_at(log: str, keywords: Iterable[str] = ()) -> int | None:
+    """Where the log first shows a crash: a Go ``panic:`` or ``fatal error:`` line, a SIGSEGV, a C++
+    ``terminate called``/failed assertion, or one of ``keywords`` as a word of its own (case-insensitive:
+    "fatal" is in "FATAL: ..." but not in "non-fatal"); None when it shows none."""
+    found = [match.start() for match in [_GO_PANIC.search(log)] if match]
+    for keyword in keywords:
+        if keyword and (match := re.search(rf"(?<![\w-]){re.escape(keyword)}(?![\w-])", log, re.IGNORECASE)):
+            found.append(match.start())
+    return min(found) if found else None
+
+
+def is_panic(log: str, keywords: Iterable[str] = ()) -> bool:
+    """True when the log shows a crash (see ``panic_at``)."""
+    return panic_at(log, keywords) is not None
+
+
+def crash_excerpt(log: str, keywords: Iterable[str] = (), size: int = 4000) -> str:
+    """The part of a log worth keeping: from just before its first crash line, else its end."""
+    at = panic_at(log, keywords)
+    if at is None:
+        return log[-size:]
+    start = max(0, log.rfind("\n", 0, max(0, at - 200)) + 1)
+    return log[start : start + size]
 
 
 RestartCallback = Callable[[Restart, Pod], None]
@@ -225,9 +241,10 @@ class PodWatcher:
     """Lists, then watches, the pods of one node from a thread, reporting restarts and changes.
 
     ``on_change(type, pod)`` gets ADDED/MODIFIED/DELETED; ``on_restart(restart, pod)`` gets each
-    restart once. Pods present at the first list set the baseline (their earlier restarts are
-    not reported; see ``last_restarts``). A 410 from the watch, or any API error, leads to a new
-    list, which is compared with the pods held, so no restart is missed or repeated; errors wait
+    restart once. For the pods of the first list, each container's latest restart is reported (see
+    ``last_restarts``), to catch up on what happened while no watcher ran. A 410 from the watch, or
+    any API error, leads to a new list, which is compared with the pods held, so no restart is missed
+    or repeated (a restart whose callback fails is offered again); errors wait
     an exponential backoff first, and nothing loops without waiting. ``ready`` is set after the
     first list; ``on_sync(n)`` is called after every list of ``n`` pods.
     """

@@ -10,6 +10,7 @@ import pytest
 
 from coredumps.config import DiscoveryConfig
 from coredumps.kube.pods import (
+    crash_excerpt,
     instance_of,
     is_panic,
     last_restarts,
@@ -159,9 +160,20 @@ def test_parse_api_timestamps(text: str | None, expected: datetime | None) -> No
     ("[2024/05/02] [FATAL] [\"failed to start\"]\n", ("fatal",), True),
     ("[2024/05/02] [FATAL] [\"failed to start\"]\n", ("", "oom"), False),
     ("", ("panic",), False),
+    ("[WARN] a non-fatal error, retrying\n", ("fatal",), False),  # a keyword counts as a word of its own
+    ("[INFO] fatalism is not a crash\n", ("fatal",), False),
 ])
 def test_panic_in_a_log_tail(log: str, keywords: tuple[str, ...], expected: bool) -> None:
     assert is_panic(log, keywords) is expected
+
+
+def test_the_excerpt_starts_at_the_crash_even_thousands_of_lines_up() -> None:
+    goroutines = "".join(f"goroutine {n} [select]:\nmain.worker()\n\t/src/main.go:{n}\n" for n in range(1500))
+    log = "[INFO] serving\n" * 100 + "fatal error: concurrent map writes\n\n" + goroutines
+    excerpt = crash_excerpt(log)
+    assert excerpt.startswith("[INFO] serving\n") and "fatal error: concurrent map writes" in excerpt[:400]
+    assert len(excerpt) == 4000
+    assert crash_excerpt("[INFO] ok\n" * 1000) == ("[INFO] ok\n" * 1000)[-4000:]  # no crash line: the end
 
 
 def test_pod_info_of_a_crash_looping_pod() -> None:

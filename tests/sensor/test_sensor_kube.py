@@ -42,8 +42,9 @@ def test_restarts_and_cores_are_tied_to_the_milvus_pod(
     try:
         node.sensor.start()
         wait_for(lambda: any(i.name == "my-release" for i in table(node, MilvusInstance)), 60, "the Helm instance")
-        server.set_log("default", POD, "standalone", "panic: runtime error: index out of range\ngoroutine 1\n",
-                       previous=True)
+        goroutines = "".join(f"goroutine {n} [select]:\nmain.worker()\n\t/src/main.go:{n}\n" for n in range(300))
+        server.set_log("default", POD, "standalone", "panic: runtime error: index out of range\n\n" + goroutines,
+                       previous=True)  # the panic line 900 lines from the end
         server.restart_container("default", POD, "standalone", exit_code=134, reason="Error")
         # The seeded pod's restart 3 happened before the sensor started: it is caught up on (exit 139); then 4.
         caught_up = wait_for(lambda: [e for e in table(node, RestartEvent) if e.restart_count == 3], 60, "restart 3")
