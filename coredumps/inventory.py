@@ -60,6 +60,13 @@ def upsert_pod(sessions: Sessions, info: PodInfo, instance: str | None) -> None:
             session.rollback()
 
 
+def remove_pod(sessions: Sessions, uid: str) -> None:
+    """A deleted pod leaves the pods table (its restarts stay in restart_events)."""
+    with sessions() as session:
+        session.execute(delete(Pod).where(Pod.uid == uid))
+        session.commit()
+
+
 def record_restart(sessions: Sessions, restart: Restart, *, node: str, instance: str | None, is_panic: bool,
                    log_excerpt: str | None) -> bool:
     """A restart_events row; False when this restart was already recorded (by this or another sensor).

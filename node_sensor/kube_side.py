@@ -20,7 +20,7 @@ from prefect.events import emit_event
 from coredumps.config import Config
 from coredumps.corefiles import parse_core_name
 from coredumps.correlation import PodView, RestartView, correlate
-from coredumps.inventory import record_restart, upsert_instance, upsert_pod
+from coredumps.inventory import record_restart, remove_pod, upsert_instance, upsert_pod
 from coredumps.journal import host_path_for, journal_entry
 from coredumps.kube.client import KubeClient
 from coredumps.kube.discovery import discover_instances
@@ -67,7 +67,10 @@ class KubeSide:
 
     def _on_change(self, kind: str, pod: Pod) -> None:
         found = self._instance(pod)
-        if found is None or kind == "DELETED":
+        if found is None:
+            return
+        if kind == "DELETED":
+            remove_pod(self.sessions, pod_info(pod).uid)
             return
         upsert_pod(self.sessions, pod_info(pod), found[0])
 

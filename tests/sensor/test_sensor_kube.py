@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from coredumps.db import MilvusInstance, RestartEvent, make_engine, session_factory
+from coredumps.db import Pod as PodRow
 from tests.conftest import CoreFactory
 from tests.kubefake import FakeKubeServer, load_seed
 from tests.sensor.conftest import Node, wait_for
@@ -65,5 +66,11 @@ def test_restarts_and_cores_are_tied_to_the_milvus_pod(
         assert row.instance_name == "my-release" and row.correlation_rule == "hostname"
         assert row.score_breakdown["pod_association"] == 1.0 and row.stored
         assert "/my-release/" in row.storage_location
+
+        assert any(p.name == POD for p in table(node, PodRow))
+        server.delete("pods", "default", POD)  # a deleted pod leaves the pods table; its restarts stay
+        wait_for(lambda: not any(p.name == POD for p in table(node, PodRow)), 60, "the deleted pod's row to go")
+        watched = [e.restart_count for e in table(node, RestartEvent) if e.pod_name == POD and e.reason != "coredump"]
+        assert watched == [3, 4]
     finally:
         node.sensor.stop()
