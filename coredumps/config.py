@@ -51,13 +51,14 @@ class _YAML_LOADER(_YAML_BASE):  # type: ignore[misc,valid-type]
     """The safe loader, refusing a key given twice in one mapping (YAML would keep the last one silently)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
+        seen: set[str] = set()
         for key_node, _value in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key!r} is given twice", key_node.start_mark)
-            seen.add(key if isinstance(key, str) else id(key_node))
+            if isinstance(key, str):
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} is given twice", key_node.start_mark)
+                seen.add(key)
         return dict(super().construct_mapping(node, deep=deep))
 _LAUNCH = GdbLaunch()  # the analyzer's GDB defaults live with GDB's launch
 

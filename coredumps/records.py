@@ -354,14 +354,10 @@ def expire(sessions: Sessions, coredump_id: int | None) -> None:
 
 def record_deletion(sessions: Sessions, location: str, coredump_id: int | None, *, backend: str, status: str,
                     reason: str, size: int | None = None) -> None:
-    """A storage_events row for a retention deletion; a real one also marks the row expired."""
+    """A storage_events row for a retention deletion (the row itself was expired first, by ``expire``)."""
     with sessions() as session:
         session.add(StorageEvent(coredump_id=coredump_id, action="delete", backend=backend, location=location,
                                  size_bytes=size, status=status, reason=reason))
-        if coredump_id is not None and status == "ok":
-            row = session.get(CoredumpFile, coredump_id)
-            if row is not None:
-                row.stored, row.status = False, "expired"
         session.commit()
 
 

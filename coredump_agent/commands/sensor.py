@@ -130,10 +130,6 @@ def _watch_problem(watcher: Any) -> str | None:
     return None
 
 
-sensor_stopped = threading.Event()
-"""Set when the watcher ended because it was asked to stop, not because it failed."""
-
-
 def _watch(sensor: Any, stop: threading.Event, ready: threading.Event) -> None:
     """The watcher thread: a failure is one logged line (its traceback with -v), and the command exits."""
     try:
@@ -141,8 +137,6 @@ def _watch(sensor: Any, stop: threading.Event, ready: threading.Event) -> None:
     except Exception as exc:
         log.error("the folder watcher failed: %s: %s", type(exc).__name__, exc)
         log.debug("the folder watcher failed", exc_info=True)
-    else:
-        sensor_stopped.set()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -245,11 +239,12 @@ def run(args: argparse.Namespace) -> int:
     watcher = threading.Thread(target=_watch, args=(sensor, stop, ready), name="sensor", daemon=True)
     watcher.start()
     while not ready.wait(0.5):
-        if not watcher.is_alive():  # failed before its first sweep ended (the reason is logged), or stopped
+        if not watcher.is_alive():  # asked to stop before its first sweep ended, or failed (the reason is logged)
+            asked = stop.is_set()
             stop.set()
             runner_thread.join(timeout=60)
             health.stop()
-            return 0 if sensor_stopped.is_set() else 1
+            return 0 if asked else 1
     log.info("sensor ready on node %s: watching %s; health on :%d, metrics on :%d", node, sensor.folder,
              health.port, cfg.agent.metrics_port)
     while not stop.wait(0.5):

@@ -27,9 +27,9 @@ Pod = Mapping[str, Any]
 DeploymentType = Literal["helm", "operator"]
 
 INSTANCE_LABELS = ("app.kubernetes.io/instance", "release", "milvus.io/instance")
-MAX_PENDING_RESTARTS = 1000
-"""Restarts whose recording failed, kept to be tried again (the oldest are kept beyond this)."""
 """Labels naming the instance, in order: the Helm release / operator CR, old charts, custom setups."""
+MAX_PENDING_RESTARTS = 1000
+"""Restarts whose recording failed, kept to be tried again (beyond this many, newer failures are dropped)."""
 
 _GO_PANIC = re.compile(
     r"^panic: |^fatal error: |^\[signal SIG|\bSIGSEGV\b|^terminate called after throwing|Assertion .+ failed",

@@ -255,9 +255,7 @@ class LocalStorage:
                         yield ObjectInfo(entry.path, folder.name, info.st_size, modified)
 
     def remove_leftover(self, location: str) -> None:
-        path = Path(location).absolute()
-        if path.parent.parent != self.root or not is_leftover_name(path.name):
-            raise StorageRejectedError(f"{location}: not a leftover of a store under {self.root}; nothing deleted")
+        path = self._own_path(location, is_leftover_name, "a leftover of a store")
         with self._errors(f"cannot delete {path}"):
             path.unlink(missing_ok=True)
 
@@ -356,10 +354,12 @@ class LocalStorage:
         finally:
             os.close(descriptor)
 
-    def _own_path(self, location: str) -> Path:
+    def _own_path(self, location: str, wanted: Callable[[str], bool] = is_core_name,
+                  what: str = "a stored core") -> Path:
+        """The path of ``location`` if it is one of ours (one folder below the root, a name ``wanted`` accepts)."""
         path = Path(location).absolute()
-        if path.parent.parent != self.root or not is_core_name(path.name):
-            raise StorageRejectedError(f"{location}: not a stored core under {self.root}; nothing deleted")
+        if path.parent.parent != self.root or not wanted(path.name):
+            raise StorageRejectedError(f"{location}: not {what} under {self.root}; nothing deleted")
         return path
 
     @contextlib.contextmanager

@@ -281,12 +281,7 @@ class S3Storage:
 
     def remove_leftover(self, location: str) -> None:
         where, _, upload_id = location.partition("?uploadId=")
-        head = f"s3://{self.bucket}/{self.prefix}/" if self.prefix else f"s3://{self.bucket}/"
-        parts = where.removeprefix(head).split("/")
-        if (not where.startswith(head) or len(parts) != 2 or parts[0] in ("", ".", "..")
-                or not (upload_id or is_leftover_name(parts[1]))):
-            raise StorageRejectedError(f"{location}: not a leftover of a store in {self.where}; nothing deleted")
-        key = where.removeprefix(f"s3://{self.bucket}/")
+        key = self._own_key(where, lambda name: bool(upload_id) or is_leftover_name(name), "a leftover of a store")
         if not upload_id:
             self._call("delete_object", Key=key)
             return
@@ -312,7 +307,9 @@ class S3Storage:
         folder, _, name = key.rpartition("/")
         return f"{folder}/{sidecar_name_for(name)}"
 
-    def _own_key(self, location: str) -> str:
+    def _own_key(self, location: str, wanted: Callable[[str], bool] = is_core_name,
+                 what: str = "a stored core") -> str:
+        """The key of ``location`` if it is one of ours (one folder below the prefix, a name ``wanted`` accepts)."""
         head = f"s3://{self.bucket}/"
         start = f"{self.prefix}/" if self.prefix else ""
         key = location.removeprefix(head)
@@ -321,9 +318,9 @@ class S3Storage:
             not location.startswith(head + start)
             or len(parts) != 2
             or parts[0] in ("", ".", "..")
-            or not is_core_name(parts[1])
+            or not wanted(parts[1])
         ):
-            raise StorageRejectedError(f"{location}: not a stored core in {self.where}; nothing deleted")
+            raise StorageRejectedError(f"{location}: not {what} in {self.where}; nothing deleted")
         return key
 
     @staticmethod

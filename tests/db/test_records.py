@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import Engine, select
 
 from coredumps.db import CoredumpFile, CrashGroup, RestartEvent, session_factory, upgrade
 from coredumps.inventory import record_restart
 from coredumps.kube.pods import Restart
-from coredumps.records import FileFacts, claim, count_crash, expire, finish, stored_rows
+from coredumps.records import FileFacts, Sessions, claim, count_crash, expire, finish, stored_rows
 
 SEEN = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -22,20 +23,28 @@ def _core(name: str, score: float, group: CrashGroup, stored: bool) -> CoredumpF
     )
 
 
-def test_the_best_is_the_best_stored_core_of_the_group(engine: Engine) -> None:
+@pytest.fixture
+def sessions(engine: Engine) -> Sessions:
     upgrade(engine)
-    sessions = session_factory(engine)
+    return session_factory(engine)
+
+
+def _group(signature: str, count: int) -> CrashGroup:
+    signal, _, title = signature.partition("|")
+    return CrashGroup(signature=signature, title=title, signal_name=signal, first_seen=SEEN, last_seen=SEEN,
+                      count=count)
+
+
+def test_the_best_is_the_best_stored_core_of_the_group(sessions: Sessions) -> None:
     with sessions() as session:
-        group = CrashGroup(signature="SIGSEGV|f", title="f", signal_name="SIGSEGV", first_seen=SEEN,
-                           last_seen=SEEN, count=4)
+        group = _group("SIGSEGV|f", 4)
         unstored = _core("unstored", 9.8, group, stored=False)
         cores = [unstored, _core("first-eight", 8.0, group, True), _core("second-eight", 8.0, group, True),
                  _core("seven", 7.0, group, True)]
         session.add_all(cores)
         session.flush()
         group.best_score, group.best_coredump_id = 9.8, unstored.id  # the group's best-scored core
-        lone = CrashGroup(signature="SIGABRT|g", title="g", signal_name="SIGABRT", first_seen=SEEN,
-                          last_seen=SEEN, count=1)
+        lone = _group("SIGABRT|g", 1)
         session.add(_core("lone", 2.0, lone, True))
         session.commit()
 
@@ -43,9 +52,7 @@ def test_the_best_is_the_best_stored_core_of_the_group(engine: Engine) -> None:
     assert best == {"first-eight": True, "second-eight": False, "seven": False, "lone": True}
 
 
-def test_a_stored_row_is_a_duplicate_even_for_the_run_that_stored_it(engine: Engine) -> None:
-    upgrade(engine)
-    sessions = session_factory(engine)
+def test_a_stored_row_is_a_duplicate_even_for_the_run_that_stored_it(sessions: Sessions) -> None:
     facts = FileFacts(idempotency_key="node-1:1:2:3:4", node_name="node-1", path="/cores/core.1", file_name="core.1",
                       size_bytes=3, mtime=SEEN, inode=2, input_compression="none")
     first = claim(sessions, facts, "run-1")
@@ -58,13 +65,9 @@ def test_a_stored_row_is_a_duplicate_even_for_the_run_that_stored_it(engine: Eng
     assert again.duplicate and (again.coredump_id, again.status) == (first.coredump_id, "stored")
 
 
-def test_an_expired_row_no_longer_counts_as_stored(engine: Engine) -> None:
-    upgrade(engine)
-    sessions = session_factory(engine)
+def test_an_expired_row_no_longer_counts_as_stored(sessions: Sessions) -> None:
     with sessions() as session:
-        group = CrashGroup(signature="SIGSEGV|h", title="h", signal_name="SIGSEGV", first_seen=SEEN,
-                           last_seen=SEEN, count=1)
-        core = _core("kept", 8.0, group, True)
+        core = _core("kept", 8.0, _group("SIGSEGV|h", 1), True)
         session.add(core)
         session.commit()
         cid = core.id
@@ -77,9 +80,7 @@ def test_an_expired_row_no_longer_counts_as_stored(engine: Engine) -> None:
         assert row is not None and (row.stored, row.status) == (False, "expired")
 
 
-def test_one_crash_counts_once_whether_its_core_or_its_restart_is_seen_first(engine: Engine) -> None:
-    upgrade(engine)
-    sessions = session_factory(engine)
+def test_one_crash_counts_once_whether_its_core_or_its_restart_is_seen_first(sessions: Sessions) -> None:
     crash = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
     with sessions() as session:
         cores = [CoredumpFile(idempotency_key=f"node-1:{n}", node_name="node-1", path=f"/cores/core.{n}",
